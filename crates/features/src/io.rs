@@ -1,0 +1,363 @@
+//! Parquet reading and writing of [`FeatureTable`]s.
+//!
+//! Files are always written under `<name>.tmp` and renamed once the footer is
+//! on disk: Parquet has no usable content without its footer, and an
+//! `ArrowWriter` dropped early (an error, a kill) leaves a truncated file. A
+//! reader therefore only ever sees complete files. The embedded Arrow schema is
+//! kept so `FixedSizeList` comes back as such in pyarrow and here.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{FixedSizeBinaryBuilder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, Int32Array,
+    RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+
+use crate::table::columns;
+use crate::{Error, FeatureMeta, FeatureTable, Result};
+
+/// Rows per Parquet row group when writing a whole table at once.
+const ROW_GROUP: usize = 1024;
+
+fn schema(dim: usize, with_view: bool) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(columns::PATH, DataType::Utf8, false),
+        Field::new(columns::CLASS, DataType::Utf8, false),
+        Field::new(columns::LABEL, DataType::Int32, false),
+        Field::new(columns::SHA256, DataType::FixedSizeBinary(32), false),
+        Field::new(
+            columns::FEATURES,
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32),
+            false,
+        ),
+    ];
+    if with_view {
+        fields.push(Field::new(columns::VIEW, DataType::Int32, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn has_views(table: &FeatureTable) -> bool {
+    table.views.iter().any(|&v| v != 0) || table.meta.extra.contains_key("xfer.augment")
+}
+
+fn properties(meta: &FeatureMeta) -> WriterProperties {
+    let kv = meta.to_pairs().into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_key_value_metadata(Some(kv))
+        .build()
+}
+
+fn batch(table: &FeatureTable, schema: &SchemaRef) -> Result<RecordBatch> {
+    let n = table.len();
+    let mut class = StringBuilder::with_capacity(n, n * 8);
+    for i in 0..n {
+        class.append_value(table.class_of(i));
+    }
+    let mut sha = FixedSizeBinaryBuilder::with_capacity(n, 32);
+    for h in &table.sha256 {
+        sha.append_value(h)?;
+    }
+    let values = Arc::new(Float32Array::from(table.features.clone()));
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let features = FixedSizeListArray::try_new(item, table.meta.dim as i32, values, None)?;
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(table.paths.iter())),
+        Arc::new(class.finish()),
+        Arc::new(Int32Array::from(table.labels.clone())),
+        Arc::new(sha.finish()),
+        Arc::new(features),
+    ];
+    if schema.fields().len() == 6 {
+        cols.push(Arc::new(Int32Array::from(table.views.clone())));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Encodes a table as Parquet bytes in memory.
+///
+/// # Errors
+/// When Arrow or Parquet reject the data (should not happen for a table built
+/// through [`FeatureTable::push`]).
+pub fn to_parquet_bytes(table: &FeatureTable) -> Result<Vec<u8>> {
+    let schema = schema(table.dim(), has_views(table));
+    let mut buf = Vec::new();
+    let pq = |e| Error::Parquet { path: "<memory>".into(), source: e };
+    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(properties(&table.meta))).map_err(pq)?;
+    w.write(&batch(table, &schema)?).map_err(pq)?;
+    w.close().map_err(pq)?;
+    Ok(buf)
+}
+
+/// Decodes Parquet bytes written by [`to_parquet_bytes`] or [`write_file`].
+///
+/// # Errors
+/// When the bytes are not a feature file of the contract.
+pub fn from_parquet_bytes(bytes: Vec<u8>) -> Result<FeatureTable> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+        .map_err(|e| Error::Parquet { path: "<memory>".into(), source: e })?;
+    read_builder(builder, Path::new("<memory>"))
+}
+
+/// Writes a whole table to `path` atomically (temporary name, then rename).
+///
+/// # Errors
+/// On I/O failure; nothing is left at `path` then, and an older file there is
+/// untouched.
+pub fn write_file(path: &Path, table: &FeatureTable) -> Result<()> {
+    let mut w = FeatureFileWriter::create(path, table.meta.clone(), has_views(table))?;
+    w.write(table)?;
+    w.finish()
+}
+
+/// Reads one feature file.
+///
+/// # Errors
+/// When the file is missing, not Parquet, or lacks a column or key of the
+/// contract; the error names the file.
+pub fn read_file(path: &Path) -> Result<FeatureTable> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+    read_builder(builder, path)
+}
+
+fn read_builder<T: parquet::file::reader::ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<T>,
+    path: &Path,
+) -> Result<FeatureTable> {
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    let pairs = kv.iter().filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
+    let meta = FeatureMeta::from_pairs(pairs)
+        .map_err(|(key, reason)| Error::Metadata { path: path.into(), key, reason })?;
+    let reader = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+    let mut table = FeatureTable::empty(meta);
+    for b in reader {
+        let b = b?;
+        append_batch(&mut table, &b, path)?;
+    }
+    Ok(table)
+}
+
+fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
+    let col = b.column_by_name(name).ok_or_else(|| Error::Column {
+        path: path.into(),
+        column: name.into(),
+        reason: "missing".into(),
+    })?;
+    col.as_any().downcast_ref::<T>().ok_or_else(|| Error::Column {
+        path: path.into(),
+        column: name.into(),
+        reason: format!("unexpected type {}", col.data_type()),
+    })
+}
+
+fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Result<()> {
+    let paths: &StringArray = column(b, columns::PATH, path)?;
+    let labels: &Int32Array = column(b, columns::LABEL, path)?;
+    let sha: &FixedSizeBinaryArray = column(b, columns::SHA256, path)?;
+    let feats: &FixedSizeListArray = column(b, columns::FEATURES, path)?;
+    let bad = |column: &str, reason: String| Error::Column { path: path.into(), column: column.into(), reason };
+    if feats.value_length() as usize != table.meta.dim {
+        return Err(bad(
+            columns::FEATURES,
+            format!("vectors of length {} but xfer.dim is {}", feats.value_length(), table.meta.dim),
+        ));
+    }
+    if sha.value_length() != 32 {
+        return Err(bad(columns::SHA256, format!("{} bytes per hash, expected 32", sha.value_length())));
+    }
+    let values = feats
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or_else(|| bad(columns::FEATURES, "items are not Float32".into()))?;
+    if paths.null_count() + labels.null_count() + sha.null_count() + feats.null_count() > 0 {
+        return Err(bad(columns::FEATURES, "null values are not allowed".into()));
+    }
+    let views = match b.column_by_name(columns::VIEW) {
+        Some(_) => Some(column::<Int32Array>(b, columns::VIEW, path)?),
+        None => None,
+    };
+    let d = table.meta.dim;
+    let start = feats.offset() * d;
+    let flat = &values.values()[start..start + b.num_rows() * d];
+    for i in 0..b.num_rows() {
+        let label = labels.value(i);
+        let mut h = [0u8; 32];
+        h.copy_from_slice(sha.value(i));
+        let view = views.map_or(0, |v| v.value(i));
+        table
+            .push(paths.value(i), label, h, &flat[i * d..(i + 1) * d], view)
+            .map_err(|e| bad(columns::LABEL, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Streams rows into one Parquet file: each [`FeatureFileWriter::write`]
+/// becomes its own row group(s), so memory stays bounded by the batch. The
+/// file appears under its final name only after [`FeatureFileWriter::finish`].
+pub struct FeatureFileWriter {
+    writer: Option<ArrowWriter<File>>,
+    schema: SchemaRef,
+    tmp: PathBuf,
+    path: PathBuf,
+    meta: FeatureMeta,
+}
+
+impl FeatureFileWriter {
+    /// Opens `<path>.tmp` for writing, creating the parent folder.
+    ///
+    /// # Errors
+    /// When the folder or file cannot be created.
+    pub fn create(path: &Path, meta: FeatureMeta, with_view: bool) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let schema = schema(meta.dim, with_view);
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties(&meta)))
+            .map_err(|e| Error::Parquet { path: tmp.clone(), source: e })?;
+        Ok(FeatureFileWriter { writer: Some(writer), schema, tmp, path: path.into(), meta })
+    }
+
+    /// Appends the rows of `table` (its metadata must match the writer's).
+    ///
+    /// # Errors
+    /// On a metadata or dimension mismatch, or a write failure.
+    pub fn write(&mut self, table: &FeatureTable) -> Result<()> {
+        if let Some((key, expected, got)) = self.meta.first_difference(&table.meta) {
+            return Err(Error::Mismatch {
+                path: "<rows>".into(),
+                first: self.path.clone(),
+                key,
+                expected,
+                got,
+            });
+        }
+        if table.is_empty() {
+            return Ok(());
+        }
+        let b = batch(table, &self.schema)?;
+        let w = self.writer.as_mut().expect("writer present until finish");
+        w.write(&b).map_err(|e| Error::Parquet { path: self.tmp.clone(), source: e })?;
+        w.flush().map_err(|e| Error::Parquet { path: self.tmp.clone(), source: e })
+    }
+
+    /// Writes the footer, syncs, and renames the file to its final name.
+    ///
+    /// # Errors
+    /// On a write or rename failure.
+    pub fn finish(mut self) -> Result<()> {
+        let w = self.writer.take().expect("writer present until finish");
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::Parquet { path: self.tmp.clone(), source: e })?;
+        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Drop for FeatureFileWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            // Not finished: never leave a half-written file behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(n: usize, dim: usize) -> FeatureTable {
+        let meta = FeatureMeta::new(vec!["a".into(), "b".into(), "c".into()], dim);
+        let mut t = FeatureTable::empty(meta);
+        for i in 0..n {
+            let v: Vec<f32> = (0..dim).map(|j| (i * dim + j) as f32 * 0.25 - 3.0).collect();
+            t.push(format!("{}/img{i:03}.jpg", ["a", "b", "c"][i % 3]), (i % 3) as i32, [i as u8; 32], &v, 0)
+                .unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn in_memory_round_trip() {
+        let t = table(2500, 5);
+        let back = from_parquet_bytes(to_parquet_bytes(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn streaming_writer_round_trip_and_atomic_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.parquet");
+        let t = table(10, 4);
+        let mut w = FeatureFileWriter::create(&path, t.meta.clone(), false).unwrap();
+        w.write(&t.select(&[0, 1, 2])).unwrap();
+        assert!(!path.exists(), "final name appears only after finish");
+        w.write(&t.select(&[3, 4, 5, 6, 7, 8, 9])).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_file(&path).unwrap(), t);
+        assert!(!dir.path().join("train.parquet.tmp").exists());
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        let t = table(3, 2);
+        let mut w = FeatureFileWriter::create(&path, t.meta.clone(), false).unwrap();
+        w.write(&t).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn views_column_round_trips() {
+        let mut t = table(4, 3);
+        t.views = vec![0, 1, 2, 0];
+        let back = from_parquet_bytes(to_parquet_bytes(&t).unwrap()).unwrap();
+        assert_eq!(back.views, vec![0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn truncated_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        let bytes = to_parquet_bytes(&table(5, 3)).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.parquet"), "{err}");
+    }
+
+    #[test]
+    fn push_rejects_wrong_dim_and_label() {
+        let mut t = table(0, 3);
+        assert!(matches!(t.push("p", 0, [0; 32], &[1.0], 0), Err(Error::FeatureDim { expected: 3, got: 1 })));
+        assert!(matches!(t.push("p", 9, [0; 32], &[1.0; 3], 0), Err(Error::Label { .. })));
+    }
+}
