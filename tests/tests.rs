@@ -1,1 +1,8 @@
-mod placeholder {}
+//! End-to-end tests of the `xfer` binary, one module per command, built as a
+//! single test binary (ripgrep's layout). Each test gets its own folder.
+mod util;
+
+mod cli;
+mod extract;
+mod predict;
+mod train;

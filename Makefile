@@ -1,0 +1,103 @@
+# xfer: everyday entry points. `make features train` runs the main job,
+# `make test` runs every test. Everything lands in git-ignored folders.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+DATA        ?= ../shared/clothing-dataset-small
+BACKBONE    ?= xception
+WEIGHTS     ?= imagenet
+SEED        ?= 1
+SIZE        ?= 150
+LR          ?= 0.01
+EPOCHS      ?= 10
+INNER       ?=
+DROPOUT     ?=
+DEVICE      ?= auto
+MODEL       ?= models/$(BACKBONE)-$(notdir $(basename $(WEIGHTS))).onnx
+FEATURES    ?= features/$(BACKBONE)-$(notdir $(basename $(WEIGHTS)))-$(SIZE)
+RUN         ?= runs/$(BACKBONE)-$(notdir $(basename $(WEIGHTS)))-$(SIZE)
+
+# ONNX Runtime comes from the pinned PyPI wheel (ORT=gpu: onnxruntime-gpu,
+# built for CUDA 13); only its shared library is kept, under .ort/.
+ORT         ?= cpu
+ORT_VERSION ?= 1.32.0
+ORT_PKG     := $(if $(filter gpu,$(ORT)),onnxruntime-gpu,onnxruntime)
+ORT_DIR     := .ort/$(ORT)-$(ORT_VERSION)
+ORT_LIB     := $(ORT_DIR)/libonnxruntime.so
+export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
+
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+KERAS_VENV  := .venv-keras
+KPY         := $(KERAS_VENV)/bin/python
+XFER        := target/release/xfer
+CARGO       ?= cargo
+
+# Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
+export XDG_CACHE_HOME ?= $(abspath .cache)
+
+.PHONY: help setup features train model test lint fmt bench check-export check-train \
+        check-pixels report e2e clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: $(ORT_LIB) $(VENV)/.done $(XFER) ## fetch ONNX Runtime, make the venv, build xfer
+
+$(ORT_LIB):
+	mkdir -p $(ORT_DIR)/wheel
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
+	    $(ORT_PKG)==$(ORT_VERSION) -d $(ORT_DIR)/wheel
+	$(PYTHON) scripts/unpack_ort.py $(ORT_DIR)/wheel $(ORT_DIR)
+
+$(VENV)/.done: scripts/requirements.txt scripts/requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r scripts/requirements-dev.txt
+	touch $@
+
+$(KERAS_VENV)/.done: scripts/requirements-keras.txt
+	$(PYTHON) -m venv $(KERAS_VENV)
+	$(KPY) -m pip install --quiet --upgrade pip
+	$(KPY) -m pip install --quiet -r scripts/requirements-keras.txt
+	touch $@
+
+$(XFER): Cargo.toml Cargo.lock $(shell find src crates -name '*.rs' -o -name Cargo.toml)
+	$(CARGO) build --release --locked --bin xfer
+
+model: $(MODEL) ## export the base to ONNX (BACKBONE, WEIGHTS=imagenet|random|PATH.h5)
+
+$(MODEL): $(VENV)/.done scripts/export_model.py
+	mkdir -p $(dir $@)
+	$(VPY) scripts/export_model.py $(BACKBONE) \
+	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED)) --out $@
+
+features: $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE)
+	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE)
+
+train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep)
+	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
+	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT))
+
+test: $(ORT_LIB) $(VENV)/.done ## every test: cargo tests (unit + end to end) and the Python tests
+	$(CARGO) build --locked --bin xfer
+	XFER_PYTHON=$(abspath $(VPY)) $(CARGO) test --workspace --locked
+	$(VPY) -m unittest discover -s scripts/tests -t . -v
+
+lint: ## rustfmt and clippy, warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+check-export: $(KERAS_VENV)/.done $(ORT_LIB) ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
+	$(KPY) scripts/check_export.py --data $(DATA)
+
+check-train: $(KERAS_VENV)/.done $(XFER) ## prove xfer train's history equal to Keras model.fit
+	$(KPY) scripts/check_train.py --xfer $(XFER)
+
+clean: ## remove build outputs and venvs (keeps models/, features/, runs/)
+	$(CARGO) clean
+	rm -rf $(VENV) $(KERAS_VENV) .ort .cache

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Export a frozen base (or a joined classifier) to ONNX for xfer.
+
+  export_model.py xception --weights imagenet|random|PATH.h5 [--seed N] --out M.onnx
+  export_model.py efficientnet-lite0 --out M.onnx
+  export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
+
+Needs only numpy, h5py and onnx (scripts/requirements.txt). The output is
+written under a temporary name and renamed, so a failure leaves no file.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from xferexport import ExportError, graph  # noqa: E402
+
+
+def build_tiny(args):
+    from xferexport import tiny
+
+    return tiny.build(dim=args.dim, seed=args.seed, default_size=args.size, preprocess=args.preprocess)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="backbone", required=True, metavar="BACKBONE")
+
+    t = sub.add_parser("tiny", help="a few-KB random base for tests")
+    t.add_argument("--dim", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--size", type=int, default=32, help="default input side written to the metadata")
+    t.add_argument("--preprocess", default="tf")
+    t.add_argument("--out", required=True)
+    t.set_defaults(build=build_tiny)
+
+    try:
+        from xferexport import xception
+        xception.add_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from xferexport import lite0
+        lite0.add_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from xferexport import classifier
+        classifier.add_parser(sub)
+    except ImportError:
+        pass
+
+    args = p.parse_args(argv)
+    try:
+        model = args.build(args)
+        out_dir = os.path.dirname(os.path.abspath(args.out))
+        os.makedirs(out_dir, exist_ok=True)
+        graph.save_atomic(model, args.out)
+    except (ExportError, ValueError, KeyError, OSError) as e:
+        print(f"export_model.py: error: {e}", file=sys.stderr)
+        return 1
+    props = {p.key: p.value for p in model.metadata_props}
+    print(f"wrote {args.out}: {props.get('xfer.backbone')} dim {props.get('xfer.dim')} "
+          f"pretrained={props.get('xfer.pretrained')} preprocess={props.get('xfer.preprocess')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
