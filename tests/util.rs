@@ -7,13 +7,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Root of the repository (where Cargo.toml of the `xfer` package is).
-pub fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python with the packages of scripts/requirements-dev.txt: `$XFER_PYTHON`
 /// (set by `make test`), else the repo's `.venv`.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("XFER_PYTHON") {
         return p.into();
     }
@@ -26,7 +26,7 @@ pub fn python() -> PathBuf {
 }
 
 /// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the Makefile's `.ort/`.
-pub fn ort_lib() -> PathBuf {
+pub(crate) fn ort_lib() -> PathBuf {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         return p.into();
     }
@@ -51,7 +51,7 @@ fn scratch() -> &'static Path {
 }
 
 /// Runs a Python script of the repo and panics with its output on failure.
-pub fn run_python(args: &[&str]) -> String {
+pub(crate) fn run_python(args: &[&str]) -> String {
     let out = Command::new(python())
         .args(args)
         .current_dir(repo())
@@ -67,7 +67,7 @@ pub fn run_python(args: &[&str]) -> String {
 }
 
 /// A tiny ONNX base (dim `dim`, seed `seed`), built once per test process.
-pub fn tiny_model(dim: usize, seed: u64) -> PathBuf {
+pub(crate) fn tiny_model(dim: usize, seed: u64) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = scratch().join(format!("tiny-d{dim}-s{seed}-{}.onnx", std::process::id()));
@@ -87,14 +87,14 @@ pub fn tiny_model(dim: usize, seed: u64) -> PathBuf {
 }
 
 /// The `xfer` binary under test, with ONNX Runtime's cache kept out of $HOME.
-pub fn xfer(cache: &Path) -> assert_cmd::Command {
+pub(crate) fn xfer(cache: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_xfer"));
     cmd.env("XDG_CACHE_HOME", cache).env("ORT_DYLIB_PATH", ort_lib());
     cmd
 }
 
 /// The real clothing dataset, or `None` with a visible message.
-pub fn clothing() -> Option<PathBuf> {
+pub(crate) fn clothing() -> Option<PathBuf> {
     let p = repo().join("../shared/clothing-dataset-small");
     if p.join("train").is_dir() {
         Some(p)
