@@ -1,0 +1,172 @@
+"""`export_model.py classifier`: base + head + softmax joined into one ONNX.
+
+A tiny base is exported, a head is written by hand in Keras layout, and the
+joined model's `probabilities` must equal numpy's softmax(features @ W + b)
+on the same images; heads that belong to another base are refused.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPORT = os.path.join(SCRIPTS, "export_model.py")
+sys.path.insert(0, SCRIPTS)
+
+from xferexport import ExportError, classifier  # noqa: E402
+
+
+def softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_export(*args):
+    return subprocess.run([sys.executable, EXPORT, *args], capture_output=True, text=True)
+
+
+class ClassifierTest(unittest.TestCase):
+    DIM = 6
+    CLASSES = ["cat", "dog", "<b>fox</b>"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.base = os.path.join(cls.tmp.name, "tiny.onnx")
+        r = run_export("tiny", "--dim", str(cls.DIM), "--seed", "3", "--out", cls.base)
+        assert r.returncode == 0, r.stderr
+        with open(cls.base, "rb") as f:
+            cls.base_sha = hashlib.sha256(f.read()).hexdigest()
+        cls.rng = np.random.default_rng(0)
+        cls.images = cls.rng.uniform(-1, 1, (5, 3, 32, 32)).astype(np.float32)
+        sess = ort.InferenceSession(cls.base, providers=["CPUExecutionProvider"])
+        cls.features = sess.run(["features"], {"input": cls.images})[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def meta(self, **over):
+        m = {
+            "xfer.classes": json.dumps(self.CLASSES),
+            "xfer.backbone": "tiny",
+            "xfer.model_sha256": self.base_sha,
+            "xfer.size": "32x32",
+            "xfer.resize": "nearest",
+            "xfer.preprocess": "tf",
+            "xfer.dim": str(self.DIM),
+            "xfer.pretrained": "false",
+        }
+        m.update(over)
+        return m
+
+    def write_head(self, name, tensors, meta):
+        path = os.path.join(self.tmp.name, name)
+        classifier.write_safetensors(path, tensors, meta)
+        return path
+
+    def join(self, head, out_name):
+        out = os.path.join(self.tmp.name, out_name)
+        r = run_export("classifier", "--base", self.base, "--head", head, "--out", out)
+        return r, out
+
+    def probabilities(self, path):
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        feats, probs = sess.run(["features", "probabilities"], {"input": self.images})
+        return feats, probs
+
+    def test_dense_head_equals_numpy_softmax(self):
+        w = self.rng.normal(0, 1, (self.DIM, 3)).astype(np.float32)
+        b = self.rng.normal(0, 1, 3).astype(np.float32)
+        head = self.write_head("dense.safetensors", {"dense.kernel": w, "dense.bias": b}, self.meta())
+        r, out = self.join(head, "dense.onnx")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        feats, probs = self.probabilities(out)
+        np.testing.assert_allclose(feats, self.features, atol=1e-6)
+        expect = softmax(self.features.astype(np.float64) @ w + b)
+        self.assertEqual(probs.shape, (5, 3))
+        np.testing.assert_allclose(probs, expect, atol=1e-6)
+        props = {p.key: p.value for p in onnx.load(out).metadata_props}
+        self.assertEqual(json.loads(props["xfer.classes"]), self.CLASSES)
+        self.assertEqual(props["xfer.backbone"], "tiny")
+        self.assertEqual(props["xfer.preprocess"], "tf")
+        self.assertEqual(props["xfer.size"], "32x32")
+        self.assertEqual(props["xfer.model_sha256"], self.base_sha)
+        self.assertEqual(props["xfer.probabilities"], "probabilities")
+        self.assertEqual(props["xfer.weights_sha256"], "seed-3")  # the base's entries stay
+
+    def test_inner_relu_head_equals_numpy(self):
+        wi = self.rng.normal(0, 1, (self.DIM, 4)).astype(np.float32)
+        bi = self.rng.normal(0, 1, 4).astype(np.float32)
+        w = self.rng.normal(0, 1, (4, 3)).astype(np.float32)
+        b = self.rng.normal(0, 1, 3).astype(np.float32)
+        head = self.write_head("inner.safetensors",
+                               {"inner.kernel": wi, "inner.bias": bi, "dense.kernel": w, "dense.bias": b},
+                               self.meta())
+        r, out = self.join(head, "inner.onnx")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, probs = self.probabilities(out)
+        hidden = np.maximum(self.features.astype(np.float64) @ wi + bi, 0)
+        np.testing.assert_allclose(probs, softmax(hidden @ w + b), atol=1e-6)
+        props = {p.key: p.value for p in onnx.load(out).metadata_props}
+        self.assertEqual(props["xfer.head_inner"], "4")
+
+    def assert_refused(self, meta, tensors=None, needle=""):
+        tensors = tensors or {"dense.kernel": np.zeros((self.DIM, 3), np.float32),
+                              "dense.bias": np.zeros(3, np.float32)}
+        head = self.write_head("bad.safetensors", tensors, meta)
+        r, out = self.join(head, "bad.onnx")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(needle, r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)  # one line, no traceback
+        self.assertFalse(os.path.exists(out))
+        self.assertFalse(os.path.exists(out + ".tmp"))
+
+    def test_other_model_sha_is_refused(self):
+        self.assert_refused(self.meta(**{"xfer.model_sha256": "0" * 64}), needle="another model")
+
+    def test_other_preprocessing_is_refused(self):
+        self.assert_refused(self.meta(**{"xfer.preprocess": "torch"}), needle="xfer.preprocess")
+
+    def test_other_dim_is_refused(self):
+        self.assert_refused(self.meta(**{"xfer.dim": "7"}), needle="xfer.dim")
+
+    def test_missing_sha_is_refused(self):
+        m = self.meta()
+        del m["xfer.model_sha256"]
+        self.assert_refused(m, needle="no xfer.model_sha256")
+
+    def test_class_count_must_match_kernel(self):
+        self.assert_refused(self.meta(**{"xfer.classes": json.dumps(["a", "b"])}), needle="2 classes")
+
+    def test_kernel_rows_must_match_base_dim(self):
+        t = {"dense.kernel": np.zeros((self.DIM + 1, 3), np.float32), "dense.bias": np.zeros(3, np.float32)}
+        self.assert_refused(self.meta(), tensors=t, needle="takes 7 inputs")
+
+    def test_not_a_safetensors_file(self):
+        head = os.path.join(self.tmp.name, "junk.safetensors")
+        with open(head, "wb") as f:
+            f.write(b"\xff" * 4)
+        with self.assertRaisesRegex(ExportError, "not a safetensors file"):
+            classifier.read_safetensors(head)
+
+    def test_safetensors_round_trip(self):
+        path = os.path.join(self.tmp.name, "rt.safetensors")
+        t = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(1, np.float32)}
+        classifier.write_safetensors(path, t, {"k": "v"})
+        back, meta = classifier.read_safetensors(path)
+        self.assertEqual(meta, {"k": "v"})
+        for k in t:
+            np.testing.assert_array_equal(back[k], t[k])
+
+
+if __name__ == "__main__":
+    unittest.main()
