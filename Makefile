@@ -80,6 +80,9 @@ train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT;
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
 	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT))
 
+report: $(VENV)/.done ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
+	$(VPY) scripts/report.py $(RUN) --data $(DATA)
+
 test: $(ORT_LIB) $(VENV)/.done ## every test: cargo tests (unit + end to end) and the Python tests
 	$(CARGO) build --locked --bin xfer
 	XFER_PYTHON=$(abspath $(VPY)) $(CARGO) test --workspace --locked
