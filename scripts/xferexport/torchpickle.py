@@ -188,8 +188,7 @@ def _restricted_load(f, source, storages=None):
         return RestrictedUnpickler(f, source, storages).load()
     except CheckpointError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-            AttributeError, struct.error, UnicodeDecodeError) as e:
+    except Exception as e:  # a hostile pickle can fail in any way; never pass it on raw
         raise CheckpointError(f"{source}: not a readable torch checkpoint ({e})") from None
 
 
