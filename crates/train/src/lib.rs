@@ -1,16 +1,13 @@
 //! The dense head (placeholder: being written).
 use std::path::PathBuf;
 
-/// Result with this crate's error.
-pub type Result<T> = std::result::Result<T, Error>;
+mod error;
+mod gemm;
+pub mod head;
+mod run_dir;
 
-/// What can go wrong training.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Not written yet.
-    #[error("not implemented yet")]
-    Todo,
-}
+pub use error::{Error, Result};
+pub use head::Head;
 
 /// `xfer train` arguments.
 #[derive(Debug, clap::Args)]
@@ -30,10 +27,10 @@ pub struct EvalArgs {
 
 /// Runs `xfer train`; returns the process exit status.
 pub fn run(_args: TrainArgs) -> Result<u8> {
-    Err(Error::Todo)
+    Err(Error::config("features", "not implemented yet"))
 }
 
 /// Runs `xfer eval`; returns the process exit status.
 pub fn eval(_args: EvalArgs) -> Result<u8> {
-    Err(Error::Todo)
+    Err(Error::config("features", "not implemented yet"))
 }
