@@ -37,7 +37,7 @@ CARGO       ?= cargo
 # Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
-.PHONY: help setup features train model test lint fmt bench check-export check-train \
+.PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
         check-pixels report e2e clean
 
 help: ## list the targets
@@ -97,6 +97,9 @@ fmt: ## format the code
 
 check-export: $(KERAS_VENV)/.done $(ORT_LIB) ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
 	$(KPY) scripts/check_export.py --data $(DATA)
+
+check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
+	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
 
 check-train: $(KERAS_VENV)/.done $(XFER) ## prove xfer train's history equal to Keras model.fit
 	$(KPY) scripts/check_train.py --xfer $(XFER)
