@@ -36,6 +36,9 @@ CARGO       ?= cargo
 
 # Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
 export XDG_CACHE_HOME ?= $(abspath .cache)
+# Keras's ImageNet Xception file is downloaded once into the user's cache
+# (~/.cache/xfer, or $XDG_CACHE_HOME/xfer if set), not into .cache above.
+WEIGHTS_CACHE ?= $(if $(filter file,$(origin XDG_CACHE_HOME)),$(HOME)/.cache,$(XDG_CACHE_HOME))/xfer
 
 .PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
         check-pixels report e2e clean
@@ -68,10 +71,10 @@ $(XFER): Cargo.toml Cargo.lock $(shell find src crates -name '*.rs' -o -name Car
 
 model: $(MODEL) ## export the base to ONNX (BACKBONE, WEIGHTS=imagenet|random|PATH.h5)
 
-$(MODEL): $(VENV)/.done scripts/export_model.py
+$(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.py) $(wildcard $(WEIGHTS))
 	mkdir -p $(dir $@)
 	$(VPY) scripts/export_model.py $(BACKBONE) \
-	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED)) --out $@
+	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
 
 features: $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE)
@@ -95,8 +98,8 @@ lint: ## rustfmt and clippy, warnings as errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-check-export: $(KERAS_VENV)/.done $(ORT_LIB) ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
-	$(KPY) scripts/check_export.py --data $(DATA)
+check-export: $(KERAS_VENV)/.done ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
+	KERAS_BACKEND=jax $(KPY) scripts/check_export.py --data $(DATA)
 
 check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
