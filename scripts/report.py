@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from xferexport import ExportError  # noqa: E402
 from xferexport.classifier import load_head  # noqa: E402
 
-VAL_KEYS = ("val", "val_split", "validation")
+VAL_KEYS = ("val_split", "val", "validation")  # run.json of xfer train: val_split
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
            "#db2777", "#4b5563", "#65a30d"]
 CSS = """
@@ -145,11 +145,15 @@ def load_sweep(folder):
             header, rows = list(reader.fieldnames or []), list(reader)
     else:
         header, rows = ["run"], [{"run": d} for d in subdirs]
-    dir_col = next((c for c in header if rows and all(
-        os.path.isdir(os.path.join(folder, os.path.basename(str(r.get(c, "")).rstrip("/")))) and r.get(c)
-        for r in rows)), None)
-    runs = [load_run(os.path.join(folder, os.path.basename(r[dir_col].rstrip("/")))) if dir_col else None
-            for r in rows]
+    def sub(r, c):
+        name = os.path.basename(str(r.get(c) or "").rstrip("/"))
+        return os.path.join(folder, name) if name and os.path.isdir(os.path.join(folder, name)) else None
+
+    hits = {c: sum(sub(r, c) is not None for r in rows) for c in header}
+    dir_col = max(header, key=lambda c: hits[c], default=None)
+    if dir_col is not None and hits[dir_col] == 0:
+        dir_col = None
+    runs = [load_run(sub(r, dir_col)) if dir_col and sub(r, dir_col) else None for r in rows]
     acc_col = next((c for c in ("best_val_accuracy", "val_accuracy_best", "best_val_acc", "val_accuracy")
                     if c in header), None)
     if acc_col is None:
@@ -271,11 +275,16 @@ def thumbnail(path, side):
 # rendering ------------------------------------------------------------------
 
 def kv_table(settings):
+    """Settings as a key/value table; nested objects become nested tables."""
     if not settings:
         return '<p class="sub">no run.json</p>'
-    rows = "".join(
-        f"<tr><td>{esc(k)}</td><td>{esc(v if isinstance(v, str) else json.dumps(v))}</td></tr>"
-        for k, v in settings.items())
+
+    def cell(v):
+        if isinstance(v, dict) and v:
+            return kv_table(v)
+        return esc(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+
+    rows = "".join(f"<tr><td>{esc(k)}</td><td>{cell(v)}</td></tr>" for k, v in settings.items())
     return f'<table class="kv">{rows}</table>'
 
 
@@ -463,9 +472,17 @@ def sweep_html(folder, args):
     out.append("</table>")
     series = [(run["name"], (run["history"] or {}).get("val_accuracy"), PALETTE[i % len(PALETTE)], False)
               for i, run in enumerate(runs) if run and run["history"]]
-    if series:
+    png = os.path.join(folder, "sweep.png")
+    if os.path.exists(png):
+        with open(png, "rb") as f:
+            uri = "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+        out.append(f'<img class="curves" alt="validation accuracy by configuration" src="{uri}">')
+    elif series:
         out.append('<div class="charts">' + svg_chart("val accuracy by configuration", series,
                                                       width=760, height=340) + "</div>")
+    baseline = read_json(os.path.join(folder, "baseline.json"))
+    if isinstance(baseline, dict):
+        out.append(f"<h3>Baseline (the same features)</h3>{kv_table(baseline)}")
     for i, run in enumerate(runs):
         if run is None:
             continue

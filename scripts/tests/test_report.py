@@ -67,8 +67,11 @@ def write_features(path, rows, meta):
 def write_run(folder, features, lr, val_acc, meta=META):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "run.json"), "w") as f:
-        json.dump({"features": features, "train": "train", "val": "validation", "lr": lr, "epochs": 3,
-                   "seed": 1, "note": "<script>alert(2)</script>"}, f)
+        # the shape xfer train writes (crates/train/src/run_dir.rs)
+        json.dump({"command": "xfer train", "name": os.path.basename(folder), "features": features,
+                   "train_split": "train", "val_split": "validation", "lr": lr, "epochs": 3, "seed": 1,
+                   "model": meta, "head": {"inner": None, "dropout": 0.0, "layers": ["Dense(classes)"]},
+                   "message": "<script>alert(2)</script>"}, f)
     with open(os.path.join(folder, "history.json"), "w") as f:
         json.dump({"loss": [1.0, 0.7, 0.5], "accuracy": [0.5, 0.6, 0.7],
                    "val_loss": [1.1, 0.9, 0.95], "val_accuracy": val_acc}, f)
@@ -76,7 +79,12 @@ def write_run(folder, features, lr, val_acc, meta=META):
                                  {"dense.kernel": np.eye(2, dtype=np.float32),
                                   "dense.bias": np.zeros(2, np.float32)}, meta)
     with open(os.path.join(folder, "metrics.json"), "w") as f:
-        json.dump({"accuracy": 0.6, "classes": CLASSES, "confusion": [[2, 1], [1, 1]]}, f)
+        json.dump({"split": "validation", "features": features, "head": "head.safetensors", "epoch": 2,
+                   "rows": 5, "accuracy": 0.6, "classes": CLASSES,
+                   "per_class": [{"class": CLASSES[0], "precision": 0.6667, "recall": 0.6667, "f1": 0.6667,
+                                  "support": 3},
+                                 {"class": CLASSES[1], "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}],
+                   "confusion": [[2, 1], [1, 1]]}, f)
 
 
 class ReportTest(unittest.TestCase):
@@ -134,6 +142,8 @@ class ReportTest(unittest.TestCase):
         self.assertIn("<svg", page)  # curves drawn from history.json (no curves.png)
         self.assertIn('<table class="cm">', page)
         self.assertIn("metrics.json", page)
+        self.assertIn("<td>0.6667</td>", page)  # per-class precision / recall / F1
+        self.assertIn("<td>xfer.backbone</td><td>tiny</td>", page)  # nested settings
 
     def test_mismatched_head_is_reported_not_drawn(self):
         run = os.path.join(self.tmp.name, "mismatch")
@@ -147,17 +157,22 @@ class ReportTest(unittest.TestCase):
         write_run(os.path.join(sweep, "lr-0.1"), self.features, 0.1, [0.3, 0.4, 0.45])
         write_run(os.path.join(sweep, "lr-0.01"), self.features, 0.01, [0.5, 0.8, 0.7])
         write_run(os.path.join(sweep, "lr-0.001"), self.features, 0.001, [0.2, 0.6, 0.65])
+        diverged = os.path.join(sweep, "lr-10")  # no head, NaN (null) losses
+        os.makedirs(diverged)
+        with open(os.path.join(diverged, "history.json"), "w") as f:
+            json.dump({"loss": [None], "accuracy": [0.1], "val_loss": [None], "val_accuracy": [None]}, f)
         with open(os.path.join(sweep, "summary.csv"), "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["run", "lr", "best_val_accuracy"])
-            w.writerows([["lr-0.1", "0.1", "0.45"], ["lr-0.01", "0.01", "0.8"], ["lr-0.001", "0.001", "0.65"]])
+            w.writerow(["name", "lr", "status", "best_val_accuracy"])
+            w.writerows([["lr-0.1", "0.1", "finished", "0.45"], ["lr-0.01", "0.01", "finished", "0.8"],
+                         ["lr-0.001", "0.001", "finished", "0.65"], ["lr-10", "10", "diverged", ""]])
         page = self.build(sweep)
         self.assert_self_contained_and_escaped(page)
         table = page[page.index("<h2>Sweep"):page.index("</table>", page.index("<h2>Sweep"))]
         order = re.findall(r"<td>(lr-[0-9.]+)</td>", table)
-        self.assertEqual(order, ["lr-0.01", "lr-0.001", "lr-0.1"])
+        self.assertEqual(order, ["lr-0.01", "lr-0.001", "lr-0.1", "lr-10"])
         self.assertIn("Best configuration: lr-0.01", page)
-        self.assertEqual(page.count("<details>"), 2)
+        self.assertEqual(page.count("<details>"), 3)
 
     def test_sweep_without_summary_uses_histories(self):
         sweep = os.path.join(self.tmp.name, "sweep2")
