@@ -1,36 +1,63 @@
-//! The dense head (placeholder: being written).
-use std::path::PathBuf;
-
+//! `xfer train` and `xfer eval`: the dense softmax head on cached vectors.
+//!
+//! The vectors of a features folder are loaded once into contiguous `f32`
+//! ([`data`]), a head `Dense(C)` or `Dense(H, relu) → Dropout → Dense(C)`
+//! ([`head`]) is fitted with categorical cross-entropy from logits
+//! ([`loss`]) and a hand-written Adam ([`adam`]) in a loop that reproduces
+//! Keras's `model.fit` number for number ([`fit`]); lists of
+//! hyperparameters run as a parallel grid ([`sweep`]). Every run leaves a
+//! folder of history, heads, metrics and plots ([`run_dir`]). `eval` scores
+//! a saved head on any split ([`eval`]).
+//!
+//! [`head::Head`] is the public piece other commands use (`xfer predict`
+//! loads heads through it); the rest is reached through [`run`] and
+//! [`eval`] with the clap structs [`TrainArgs`] and [`EvalArgs`].
+mod adam;
+mod args;
+mod baseline;
+mod config;
+mod data;
 mod error;
+mod eval;
+mod fit;
 mod gemm;
 pub mod head;
+mod loss;
+mod metrics;
+mod plot;
 mod run_dir;
+mod sweep;
 
+pub use args::{EvalArgs, TrainArgs};
 pub use error::{Error, Result};
-pub use head::Head;
+pub use head::{softmax_rows, Head};
 
-/// `xfer train` arguments.
-#[derive(Debug, clap::Args)]
-pub struct TrainArgs {
-    /// Features folder.
-    #[arg(long)]
-    pub features: PathBuf,
+/// Runs `xfer train`: 0 when the run (or at least one configuration of a
+/// sweep) finished, 1 when it diverged.
+///
+/// # Errors
+/// A bad flag, unreadable or inconsistent feature files, an `--init` head
+/// from other vectors, or a file that cannot be written; the message names
+/// the flag or file.
+pub fn run(args: TrainArgs) -> Result<u8> {
+    let cfg = config::TrainConfig::try_from(args)?;
+    let data = data::load(&cfg.features, &cfg.train_split, &cfg.val_split)?;
+    let init = match &cfg.init {
+        Some(path) => {
+            let head = Head::load(path)?;
+            head.check_features(path, &data.meta, &data.train.source)?;
+            Some(head)
+        }
+        None => None,
+    };
+    sweep::run(&cfg, &data, init.as_ref())
 }
 
-/// `xfer eval` arguments.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// Features folder.
-    #[arg(long)]
-    pub features: PathBuf,
-}
-
-/// Runs `xfer train`; returns the process exit status.
-pub fn run(_args: TrainArgs) -> Result<u8> {
-    Err(Error::config("features", "not implemented yet"))
-}
-
-/// Runs `xfer eval`; returns the process exit status.
-pub fn eval(_args: EvalArgs) -> Result<u8> {
-    Err(Error::config("features", "not implemented yet"))
+/// Runs `xfer eval`; returns the exit status (0).
+///
+/// # Errors
+/// An unreadable head or split, a head made for other vectors, or a file
+/// that cannot be written; the message names the file.
+pub fn eval(args: EvalArgs) -> Result<u8> {
+    eval::run(config::EvalConfig::try_from(args)?)
 }

@@ -1,0 +1,568 @@
+//! The training loop, step for step what Keras's `model.fit` does.
+//!
+//! Per epoch: the training rows are reshuffled (from the seed, unless
+//! `--no-shuffle`), cut into batches of `batch_size` with the last partial
+//! batch kept, and each batch makes one forward pass (dropout active), one
+//! backward pass and one Adam step. `loss` and `accuracy` are what Keras's
+//! progress bar and `History` show: running means over the batches of the
+//! epoch, each batch's numbers taken *before* its update (loss weighted by
+//! batch size). `val_loss` and `val_accuracy` are computed on the whole
+//! validation split after the epoch, without dropout.
+//!
+//! Backward pass of `z = dropout(relu(x·W1 + b1))·W2 + b2` with
+//! `dz = (softmax(z) - onehot(y)) / B` from [`crate::loss`]:
+//! `dW2 = hᵀ·dz`, `db2 = Σ_rows dz`, `dh = (dz·W2ᵀ) ⊙ keep/(1-p) ⊙ [a > 0]`,
+//! `dW1 = xᵀ·dh`, `db1 = Σ_rows dh` (without the inner layer only the first
+//! two). A batch whose loss is NaN or infinite stops the run (the update is
+//! not applied), as Keras's `TerminateOnNaN` would.
+//!
+//! All buffers are allocated once per run; a step only runs three to five
+//! sgemm calls ([`crate::gemm`]) and a few linear passes.
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::adam::{Adam, AdamParams};
+use crate::data::Split;
+use crate::head::Head;
+use crate::loss::{cross_entropy, BatchStats};
+use crate::{gemm, Error, Result};
+
+/// Rows per forward pass when evaluating a whole split.
+const EVAL_ROWS: usize = 512;
+
+/// Loop settings shared by every configuration of a sweep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FitOptions {
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) shuffle: bool,
+    pub(crate) seed: u64,
+}
+
+/// Keras's `history.history`: one value per finished epoch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct History {
+    pub(crate) loss: Vec<f32>,
+    pub(crate) accuracy: Vec<f32>,
+    pub(crate) val_loss: Vec<f32>,
+    pub(crate) val_accuracy: Vec<f32>,
+}
+
+impl History {
+    /// Number of finished epochs.
+    pub(crate) fn epochs(&self) -> usize {
+        self.loss.len()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// Every epoch ran.
+    Finished,
+    /// The loss became NaN or infinite in `epoch` (from 1), `batch` (from 1,
+    /// 0 for the validation pass).
+    Diverged { epoch: usize, batch: usize },
+}
+
+/// The result of one configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Fit {
+    pub(crate) history: History,
+    /// Best `val_accuracy` epoch (from 1) and its weights: the first epoch
+    /// with the highest value, like `ModelCheckpoint(save_best_only=True)`.
+    pub(crate) best: Option<(usize, Head)>,
+    /// Weights after the last finished epoch.
+    pub(crate) last: Option<Head>,
+    pub(crate) outcome: Outcome,
+}
+
+/// Buffers for one run, sized for the largest batch.
+struct Work {
+    dropout: f32,
+    xb: Vec<f32>,
+    yb: Vec<u32>,
+    a: Vec<f32>,
+    h: Vec<f32>,
+    keep: Vec<bool>,
+    z: Vec<f32>,
+    dz: Vec<f32>,
+    dh: Vec<f32>,
+    grads: [Vec<f32>; 4],
+    rng: ChaCha8Rng,
+}
+
+/// Adam's tensor indexes.
+const INNER_K: usize = 0;
+const INNER_B: usize = 1;
+const DENSE_K: usize = 2;
+const DENSE_B: usize = 3;
+
+fn sizes(head: &Head) -> [usize; 4] {
+    let (ik, ib) = head
+        .inner
+        .as_ref()
+        .map_or((0, 0), |l| (l.kernel.len(), l.bias.len()));
+    [ik, ib, head.dense.kernel.len(), head.dense.bias.len()]
+}
+
+fn column_sums(m: &[f32], cols: usize, out: &mut [f32]) {
+    out.iter_mut().for_each(|v| *v = 0.0);
+    for row in m.chunks_exact(cols) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+impl Work {
+    fn new(head: &Head, rows: usize, dropout: f32, seed: u64) -> Work {
+        let (d, c) = (head.dim(), head.dense.outputs);
+        let hw = head.inner_size().unwrap_or(0);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        let rows_h = rows.max(EVAL_ROWS);
+        Work {
+            dropout,
+            xb: vec![0.0; rows * d],
+            yb: Vec::with_capacity(rows),
+            a: vec![0.0; rows * hw],
+            h: vec![0.0; rows_h * hw],
+            keep: vec![true; rows * hw.max(d)],
+            z: vec![0.0; rows_h * c],
+            dz: vec![0.0; rows * c],
+            dh: vec![0.0; rows * hw],
+            grads: sizes(head).map(|n| vec![0.0; n]),
+            rng,
+        }
+    }
+
+    /// One forward/backward pass and Adam step on rows `idx` of `split`
+    /// (`contiguous`: `idx` is a run of consecutive rows). Returns the
+    /// batch's numbers before the update; a non-finite loss skips the update.
+    fn step(
+        &mut self,
+        head: &mut Head,
+        adam: &mut Adam,
+        split: &Split,
+        idx: &[usize],
+        contiguous: bool,
+    ) -> BatchStats {
+        let Work {
+            dropout,
+            xb,
+            yb,
+            a,
+            h,
+            keep,
+            z,
+            dz,
+            dh,
+            grads,
+            rng,
+        } = self;
+        let p = *dropout;
+        let (b, d, c) = (idx.len(), head.dim(), head.dense.outputs);
+        yb.clear();
+        yb.extend(idx.iter().map(|&i| split.y[i]));
+        let input_dropout = head.inner.is_none() && p > 0.0;
+        let x: &[f32] = if contiguous && !input_dropout {
+            &split.x[idx[0] * d..(idx[0] + b) * d]
+        } else {
+            for (k, &i) in idx.iter().enumerate() {
+                xb[k * d..(k + 1) * d].copy_from_slice(&split.x[i * d..(i + 1) * d]);
+            }
+            if input_dropout {
+                for v in &mut xb[..b * d] {
+                    *v = if rng.gen::<f32>() >= p {
+                        *v / (1.0 - p)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            &xb[..b * d]
+        };
+        let (z, dz) = (&mut z[..b * c], &mut dz[..b * c]);
+        let stats = match &head.inner {
+            None => {
+                head.dense.forward(x, b, z);
+                cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
+            }
+            Some(inner) => {
+                let hw = inner.outputs;
+                let (a, h, keep) = (&mut a[..b * hw], &mut h[..b * hw], &mut keep[..b * hw]);
+                inner.forward(x, b, a);
+                for ((hv, &av), k) in h.iter_mut().zip(a.iter()).zip(keep.iter_mut()) {
+                    let r = av.max(0.0);
+                    *k = p == 0.0 || rng.gen::<f32>() >= p;
+                    *hv = if !*k {
+                        0.0
+                    } else if p > 0.0 {
+                        r / (1.0 - p)
+                    } else {
+                        r
+                    };
+                }
+                head.dense.forward(h, b, z);
+                cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
+            }
+        };
+        if !stats.loss_sum.is_finite() {
+            return stats;
+        }
+        let [g_ik, g_ib, g_dk, g_db] = grads;
+        match &head.inner {
+            None => gemm::at_b(x, dz, g_dk, b, d, c),
+            Some(inner) => {
+                let hw = inner.outputs;
+                let (a, h, keep, dh) = (
+                    &a[..b * hw],
+                    &h[..b * hw],
+                    &keep[..b * hw],
+                    &mut dh[..b * hw],
+                );
+                gemm::at_b(h, dz, g_dk, b, hw, c);
+                gemm::a_bt(dz, &head.dense.kernel, dh, b, c, hw);
+                for ((g, &av), &k) in dh.iter_mut().zip(a).zip(keep) {
+                    *g = if av > 0.0 && k {
+                        if p > 0.0 {
+                            *g / (1.0 - p)
+                        } else {
+                            *g
+                        }
+                    } else {
+                        0.0
+                    };
+                }
+                gemm::at_b(x, dh, g_ik, b, d, hw);
+                column_sums(dh, hw, g_ib);
+            }
+        }
+        column_sums(dz, c, g_db);
+        let s = adam.begin_step();
+        if let Some(inner) = head.inner.as_mut() {
+            adam.update(s, INNER_K, &mut inner.kernel, g_ik);
+            adam.update(s, INNER_B, &mut inner.bias, g_ib);
+        }
+        adam.update(s, DENSE_K, &mut head.dense.kernel, g_dk);
+        adam.update(s, DENSE_B, &mut head.dense.bias, g_db);
+        stats
+    }
+
+    /// Mean loss and accuracy of `head` on a whole split, no dropout.
+    fn evaluate(&mut self, head: &Head, split: &Split) -> (f32, f32) {
+        let (d, c) = (head.dim(), head.dense.outputs);
+        let mut total = BatchStats {
+            loss_sum: 0.0,
+            correct: 0,
+        };
+        let n = split.len();
+        for start in (0..n).step_by(EVAL_ROWS) {
+            let b = EVAL_ROWS.min(n - start);
+            let x = &split.x[start * d..(start + b) * d];
+            let z = &mut self.z[..b * c];
+            match &head.inner {
+                None => head.dense.forward(x, b, z),
+                Some(inner) => {
+                    let h = &mut self.h[..b * inner.outputs];
+                    inner.forward(x, b, h);
+                    h.iter_mut().for_each(|v| *v = v.max(0.0));
+                    head.dense.forward(h, b, z);
+                }
+            }
+            let s = cross_entropy(z, &split.y[start..start + b], c, None);
+            total.loss_sum += s.loss_sum;
+            total.correct += s.correct;
+        }
+        (
+            (total.loss_sum / n as f64) as f32,
+            (total.correct as f64 / n as f64) as f32,
+        )
+    }
+}
+
+/// One epoch's numbers, for progress output.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EpochLog {
+    pub(crate) epoch: usize,
+    pub(crate) loss: f32,
+    pub(crate) accuracy: f32,
+    pub(crate) val_loss: f32,
+    pub(crate) val_accuracy: f32,
+}
+
+/// Fits `head` (initial weights) with Adam(`adam`) and `dropout`, calling
+/// `on_epoch` after each epoch.
+///
+/// # Errors
+/// [`Error::Config`] when the head does not fit the data (dimension or
+/// class count), which the caller normally rules out first.
+pub(crate) fn fit(
+    mut head: Head,
+    train: &Split,
+    val: &Split,
+    adam: AdamParams,
+    dropout: f64,
+    opts: FitOptions,
+    mut on_epoch: impl FnMut(&EpochLog),
+) -> Result<Fit> {
+    if train.x.len() != train.len() * head.dim() || val.x.len() != val.len() * head.dim() {
+        return Err(Error::config(
+            "init",
+            "head input width differs from the vectors'",
+        ));
+    }
+    let n = train.len();
+    let rows = opts.batch_size.min(n).max(1);
+    let mut work = Work::new(&head, rows, dropout as f32, opts.seed);
+    let mut adam = Adam::new(adam, &sizes(&head));
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    shuffle_rng.set_stream(1);
+    let mut fit = Fit {
+        history: History::default(),
+        best: None,
+        last: None,
+        outcome: Outcome::Finished,
+    };
+    let mut best_accuracy = f32::NEG_INFINITY;
+    for epoch in 1..=opts.epochs {
+        if opts.shuffle {
+            order.shuffle(&mut shuffle_rng);
+        }
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        for (i, idx) in order.chunks(rows).enumerate() {
+            let s = work.step(&mut head, &mut adam, train, idx, !opts.shuffle);
+            if !s.loss_sum.is_finite() {
+                fit.outcome = Outcome::Diverged {
+                    epoch,
+                    batch: i + 1,
+                };
+                return Ok(fit);
+            }
+            loss_sum += s.loss_sum;
+            correct += s.correct;
+        }
+        let (val_loss, val_accuracy) = work.evaluate(&head, val);
+        if !val_loss.is_finite() {
+            fit.outcome = Outcome::Diverged { epoch, batch: 0 };
+            return Ok(fit);
+        }
+        let log = EpochLog {
+            epoch,
+            loss: (loss_sum / n as f64) as f32,
+            accuracy: (correct as f64 / n as f64) as f32,
+            val_loss,
+            val_accuracy,
+        };
+        let h = &mut fit.history;
+        h.loss.push(log.loss);
+        h.accuracy.push(log.accuracy);
+        h.val_loss.push(log.val_loss);
+        h.val_accuracy.push(log.val_accuracy);
+        on_epoch(&log);
+        if val_accuracy > best_accuracy {
+            best_accuracy = val_accuracy;
+            fit.best = Some((epoch, head.clone()));
+        }
+        fit.last = Some(head.clone());
+    }
+    Ok(fit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::Dense;
+    use approx::assert_abs_diff_eq;
+    use xfer_features::FeatureMeta;
+
+    fn split(x: Vec<f32>, y: Vec<u32>) -> Split {
+        Split {
+            name: "s".into(),
+            source: "s.parquet".into(),
+            x,
+            y,
+        }
+    }
+
+    /// One epoch of one batch against Keras 3.15 (JAX), computed with:
+    ///
+    /// ```python
+    /// x = (np.arange(20, dtype="float32").reshape(5, 4) % 7 - 3) / 4
+    /// y = np.array([0, 2, 1, 2, 0])
+    /// k = (np.arange(12, dtype="float32").reshape(4, 3) % 5 - 2) / 10
+    /// model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    /// model.layers[0].set_weights([k, np.zeros(3, "float32")])
+    /// model.compile(optimizer=keras.optimizers.Adam(0.1),
+    ///               loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    ///               metrics=["accuracy"])
+    /// h = model.fit(x, keras.utils.to_categorical(y, 3), batch_size=5,
+    ///               epochs=1, shuffle=False, verbose=0)
+    /// print(h.history, model.layers[0].get_weights())
+    /// ```
+    #[test]
+    fn one_step_equals_keras() {
+        let x: Vec<f32> = (0..20).map(|i| ((i % 7) as f32 - 3.0) / 4.0).collect();
+        let y = vec![0, 2, 1, 2, 0];
+        let k: Vec<f32> = (0..12).map(|i| ((i % 5) as f32 - 2.0) / 10.0).collect();
+        let meta = FeatureMeta::new(vec!["a".into(), "b".into(), "c".into()], 4);
+        let dense = Dense {
+            inputs: 4,
+            outputs: 3,
+            kernel: k,
+            bias: vec![0.0; 3],
+        };
+        let head = Head::from_layers(meta, None, dense).unwrap();
+        let s = split(x, y);
+        let opts = FitOptions {
+            epochs: 1,
+            batch_size: 5,
+            shuffle: false,
+            seed: 0,
+        };
+        let adam = AdamParams {
+            lr: 0.1,
+            ..AdamParams::default()
+        };
+        let fit = fit(head, &s, &s, adam, 0.0, opts, |_| {}).unwrap();
+        assert_abs_diff_eq!(
+            fit.history.loss[0] as f64,
+            1.1127443313598633,
+            epsilon = 1e-6
+        );
+        assert_abs_diff_eq!(
+            fit.history.accuracy[0] as f64,
+            0.4000000059604645,
+            epsilon = 1e-7
+        );
+        let keras_kernel = [
+            -0.2999970018863678,
+            -0.199994757771492,
+            0.09999778866767883,
+            3.3080577850341797e-06,
+            0.1000036746263504,
+            -0.10000207275152206,
+            -4.0784478187561035e-05,
+            0.09894406050443649,
+            3.933161497116089e-05,
+            0.29999658465385437,
+            -0.1000036671757698,
+            -0.1999979019165039,
+        ];
+        let keras_bias = [
+            0.09999459236860275,
+            -0.0999971479177475,
+            0.09999532997608185,
+        ];
+        let last = fit.last.unwrap();
+        for (a, b) in last.dense.kernel.iter().zip(keras_kernel) {
+            assert_abs_diff_eq!(*a as f64, b, epsilon = 1e-6);
+        }
+        for (a, b) in last.dense.bias.iter().zip(keras_bias) {
+            assert_abs_diff_eq!(*a as f64, b, epsilon = 1e-6);
+        }
+    }
+
+    /// The backward pass through relu and dropout agrees with finite
+    /// differences of the loss (dropout masks fixed by reseeding).
+    #[test]
+    fn inner_gradient_matches_finite_differences() {
+        let meta = FeatureMeta::new(vec!["a".into(), "b".into(), "c".into()], 5);
+        let head = Head::glorot(meta, Some(4), 3);
+        let x: Vec<f32> = (0..30)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 8.0)
+            .collect();
+        let s = split(x, vec![0, 1, 2, 0, 1, 2]);
+        let idx: Vec<usize> = (0..6).collect();
+        let grads = |head: &Head| {
+            let mut w = Work::new(head, 6, 0.25, 9);
+            let mut h = head.clone();
+            // lr tiny: we only read the gradients the step computed
+            let mut adam = Adam::new(
+                AdamParams {
+                    lr: 1e-30,
+                    ..AdamParams::default()
+                },
+                &sizes(head),
+            );
+            let st = w.step(&mut h, &mut adam, &s, &idx, true);
+            (st.loss_sum / 6.0, w.grads)
+        };
+        let (_, g) = grads(&head);
+        let eps = 1e-2f32;
+        for (t, k) in [(INNER_K, 3), (INNER_B, 1), (DENSE_K, 5), (DENSE_B, 2)] {
+            let bump = |delta: f32| {
+                let mut h = head.clone();
+                let inner = h.inner.as_mut().unwrap();
+                match t {
+                    INNER_K => inner.kernel[k] += delta,
+                    INNER_B => inner.bias[k] += delta,
+                    DENSE_K => h.dense.kernel[k] += delta,
+                    _ => h.dense.bias[k] += delta,
+                }
+                grads(&h).0
+            };
+            let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
+            assert_abs_diff_eq!(g[t][k] as f64, numeric, epsilon = 2e-3);
+        }
+    }
+
+    #[test]
+    fn diverging_run_stops_with_its_epoch() {
+        let meta = FeatureMeta::new(vec!["a".into(), "b".into()], 2);
+        let head = Head::glorot(meta, Some(8), 1);
+        let x: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) * 1e3).collect();
+        let y = (0..20).map(|i| (i % 2) as u32).collect();
+        let s = split(x, y);
+        let opts = FitOptions {
+            epochs: 50,
+            batch_size: 4,
+            shuffle: true,
+            seed: 1,
+        };
+        let adam = AdamParams {
+            lr: 1e30,
+            ..AdamParams::default()
+        };
+        let fit = fit(head, &s, &s, adam, 0.0, opts, |_| {}).unwrap();
+        assert!(
+            matches!(fit.outcome, Outcome::Diverged { .. }),
+            "{:?}",
+            fit.outcome
+        );
+        assert!(fit.history.loss.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn learns_a_separable_problem_and_keeps_the_best_epoch() {
+        let meta = FeatureMeta::new(vec!["a".into(), "b".into()], 2);
+        let head = Head::glorot(meta, None, 5);
+        let x: Vec<f32> = (0..100)
+            .flat_map(|i| if i % 2 == 0 { [1.0, 0.2] } else { [-1.0, 0.1] })
+            .collect();
+        let y = (0..100).map(|i| (i % 2) as u32).collect();
+        let s = split(x, y);
+        let opts = FitOptions {
+            epochs: 5,
+            batch_size: 16,
+            shuffle: true,
+            seed: 2,
+        };
+        let fit = fit(head, &s, &s, AdamParams::default(), 0.0, opts, |_| {}).unwrap();
+        assert_eq!(fit.outcome, Outcome::Finished);
+        assert_eq!(fit.history.epochs(), 5);
+        assert_eq!(*fit.history.val_accuracy.last().unwrap(), 1.0);
+        let (best, _) = fit.best.unwrap();
+        let first_max = fit
+            .history
+            .val_accuracy
+            .iter()
+            .position(|&v| v == 1.0)
+            .unwrap()
+            + 1;
+        assert_eq!(best, first_max);
+    }
+}
