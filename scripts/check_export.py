@@ -17,7 +17,10 @@ Runs in .venv-keras (Keras 3 on JAX, CPU, plus onnxruntime):
  4. feeds the same preprocessed clothing images (keras.utils.load_img +
     xception.preprocess_input) to Keras and ONNX Runtime at each size, and
     reports max |onnx - keras| / max |keras| (must be <= --tol) and per-element
-    relative errors.
+    relative errors;
+ 5. as negative controls, runs copies of the export with the pools padded
+    SAME_LOWER and with batch-norm epsilon 1e-5: both must miss the tolerance,
+    so the check can see the mistakes it is there to catch.
 
 Exit status 0 when every size is within tolerance, 1 otherwise.
 """
@@ -126,6 +129,32 @@ def save_keras1(model, path):
                 g.create_dataset(wn.decode(), data=np.asarray(w.numpy(), dtype=np.float32))
 
 
+def _variant(model, op_type, attr, value):
+    """A copy of MODEL with one attribute of every OP_TYPE node changed."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for n in m.graph.node:
+        for a in n.attribute:
+            if n.op_type == op_type and a.name == attr:
+                if isinstance(value, bytes):
+                    a.s = value
+                else:
+                    a.f = value
+    return m.SerializeToString()
+
+
+# Negative controls: the mistakes the issue warns about must fail the check.
+CONTROLS = {"pools SAME_LOWER": ("MaxPool", "auto_pad", b"SAME_LOWER"),
+            "BN eps 1e-5": ("BatchNormalization", "epsilon", 1e-5)}
+
+
+def run_ort(sess, x, batch):
+    return np.concatenate([sess.run(["features"], {"input": x[i:i + batch]})[0]
+                           for i in range(0, len(x), batch)])
+
+
 def export(weights, out):
     t = time.time()
     r = subprocess.run([sys.executable, EXPORT, "xception", "--weights", weights, "--out", out],
@@ -161,6 +190,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--no-controls", dest="controls", action="store_false",
+                    help="skip the negative controls (wrong pool padding, wrong BN epsilon)")
     ap.add_argument("--workdir", help="keep the weight files and models here (default: a temp dir)")
     args = ap.parse_args()
 
@@ -169,6 +200,12 @@ def main():
     import onnxruntime as ort
     from keras.applications import xception
     from keras.src.legacy.saving import legacy_h5_format
+
+    try:  # model.save('m.h5') warns that HDF5 is legacy: that is the point here
+        import absl.logging
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:
+        pass
 
     if not os.path.isdir(args.data):
         raise SystemExit(f"check_export.py: no data at {args.data} (pass --data)")
@@ -220,6 +257,13 @@ def main():
 
     images = sample_images(args.data, args.images)
     sess = ort.InferenceSession(graphs[next(iter(files))], providers=["CPUExecutionProvider"])
+    controls = {}
+    if args.controls:
+        base = onnx.load(graphs[next(iter(files))])
+        controls = {name: ort.InferenceSession(_variant(base, *c), providers=["CPUExecutionProvider"])
+                    for name, c in CONTROLS.items()}
+        del base
+    control_rows = []
     print(f"\n{len(images)} images from {args.data}; onnxruntime {ort.__version__}\n")
     head = (f"{'size':>7} {'max|keras|':>10} {'max|diff|':>10} {'rel':>9} {'img rel':>9} "
             f"{'elt p50':>9} {'elt p99':>9} {'elt max':>9} {'keras s':>8} {'ort s':>6}")
@@ -236,9 +280,13 @@ def main():
         tk = time.time() - t
         t = time.time()
         xo = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        o = np.concatenate([sess.run(["features"], {"input": xo[i:i + args.batch_size]})[0]
-                            for i in range(0, len(xo), args.batch_size)])
+        o = run_ort(sess, xo, args.batch_size)
         to = time.time() - t
+        for name, s in controls.items():
+            c = run_ort(s, xo, args.batch_size)
+            c_rel = np.abs(c.astype(np.float64) - k).max() / np.abs(k).max()
+            control_rows.append((size, name, c_rel))
+            ok &= bool(c_rel > args.tol)
         diff = np.abs(o.astype(np.float64) - k)
         scale = np.abs(k).max()
         rel = diff.max() / scale
@@ -252,6 +300,11 @@ def main():
     print(f"\nrel = max|onnx - keras| / max|keras| over all images (tolerance {args.tol:g}); "
           f"img rel: worst image's own ratio;\nelt: |onnx - keras| / |keras| per element with "
           f"|keras| > 1e-3 max|keras|. total {time.time() - t0:.0f} s")
+    if control_rows:
+        print("negative controls (a wrong export must exceed the tolerance):")
+        for size in sorted({s for s, _, _ in control_rows}):
+            print(f"  {size}: " + ", ".join(f"{n} rel {r:.2e}" for s, n, r in control_rows
+                                            if s == size))
     print("PASS" if ok else "FAIL")
     if tmp:
         tmp.cleanup()

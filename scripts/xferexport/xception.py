@@ -111,14 +111,13 @@ class _RandomWeights:
             gamma = np.sqrt(var + BN_EPSILON) * r.uniform(0.8, 1.2, c)  # gain about 1
             return [gamma, r.normal(0, 0.1, c), r.normal(0, 0.1, c), var]
         out = []
-        for s in e.shapes:
-            if e.kind == "sepconv" and s[3] == 1:
-                gain = 1.0  # depthwise: no ReLU before the pointwise conv
-            else:
-                gain = 2.0  # He: the input went through a ReLU
-            if s is e.shapes[-1] and _feeds_add(role):
+        for i, s in enumerate(e.shapes):
+            depthwise = e.kind == "sepconv" and i == 0
+            # He after a ReLU; the depthwise half has no ReLU before the pointwise one
+            gain = 1.0 if depthwise else 2.0
+            if i == len(e.shapes) - 1 and _feeds_add(role):
                 gain /= 2  # two branches meet in an Add: keep the sum's variance
-            std = np.sqrt(gain / (s[0] * s[1] * (1 if s[3] == 1 and e.kind == "sepconv" else s[2])))
+            std = np.sqrt(gain / (s[0] * s[1] * (1 if depthwise else s[2])))
             out.append(r.standard_normal(s, dtype=np.float32) * np.float32(std))
         return out
 
