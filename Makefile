@@ -104,6 +104,11 @@ check-export: $(KERAS_VENV)/.done ## prove the ONNX Xception equal to Keras (own
 check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
 
+bench: $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
+	@command -v hyperfine >/dev/null || { echo "make bench needs hyperfine: apt-get install -y hyperfine (or cargo install hyperfine)" >&2; exit 1; }
+	@test -x /usr/bin/time || { echo "make bench needs GNU time: apt-get install -y time" >&2; exit 1; }
+	$(VPY) scripts/bench/run.py --data $(DATA) --xfer $(XFER) --python $(VPY) --keras-python $(KPY) $(BENCH_ARGS)
+
 check-train: $(KERAS_VENV)/.done $(XFER) ## prove xfer train's history equal to Keras model.fit
 	$(KPY) scripts/check_train.py --xfer $(XFER)
 

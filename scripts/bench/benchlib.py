@@ -83,16 +83,26 @@ def preprocess(batch, mode):
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def ort_session(model, threads):
-    """An onnxruntime CPU session with THREADS intra-op threads (one
-    inter-op thread, sequential execution), and the model's xfer.* metadata."""
+def ort_session(model, threads, provider="cpu"):
+    """An onnxruntime session with THREADS intra-op threads (one inter-op
+    thread, sequential execution, ORT's other defaults), and the model's
+    xfer.* metadata. PROVIDER cuda takes the CUDA provider only, and fails
+    (ValueError, saying why) when this onnxruntime lacks it."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if provider == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError("this onnxruntime has no CUDAExecutionProvider (available: "
+                             + ", ".join(ort.get_available_providers()) + ")")
+        providers = ["CUDAExecutionProvider"]
+    sess = ort.InferenceSession(model, so, providers=providers)
+    if provider == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
+        raise ValueError("onnxruntime could not start the CUDA provider")
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     return sess, meta
 

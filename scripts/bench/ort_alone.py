@@ -26,11 +26,15 @@ def main(argv=None):
     p.add_argument("--model", required=True)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--json-out")
     a = p.parse_args(argv)
     x = np.load(a.input, mmap_mode="r")
     t0 = time.perf_counter()
-    sess, meta = benchlib.ort_session(a.model, a.threads)
+    try:
+        sess, meta = benchlib.ort_session(a.model, a.threads, a.provider)
+    except ValueError as e:
+        raise SystemExit(f"ort_alone: {e}")
     t1 = time.perf_counter()
     name_in = meta.get("xfer.input", sess.get_inputs()[0].name)
     name_out = meta.get("xfer.output", sess.get_outputs()[0].name)
@@ -44,7 +48,8 @@ def main(argv=None):
         dim = y.shape[1]
     t2 = time.perf_counter()
     rec = {"session_s": t1 - t0, "infer_s": infer, "total_s": t2 - t0, "images": len(x),
-           "batch_size": a.batch_size, "threads": a.threads, "dim": dim}
+           "batch_size": a.batch_size, "threads": a.threads, "dim": dim,
+           "provider": a.provider}
     benchlib.append_json(a.json_out, rec)
     print(f"ort_alone: {len(x)} images, session {rec['session_s']:.2f} s, "
           f"infer {infer:.2f} s ({len(x) / infer:.1f} images/s)")

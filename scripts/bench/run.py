@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,8 +38,25 @@ import benchlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PARTS = ("extract", "train", "sweep", "memory", "scaling")
+ALL_PARTS = PARTS + ("gpu",)
 GRID = {"lr": "0.0001,0.001,0.01,0.1", "inner": "0,10,100", "dropout": "0,0.2,0.5"}
 GRID_SIZE = 4 * 3 * 3
+# `xfer extract`'s per-split line and closing summary (crates/extract/src/report.rs).
+SPLIT_LINE = re.compile(r"(\d+) encoded[^\n]*?ONNX Runtime busy (\d+)% of")
+SUMMARY_PROVIDER = re.compile(r"provider ([^;\s]+);")
+
+
+def parse_xfer_extract(text):
+    """{busy_pct, provider} from `xfer extract`'s output: the share of the
+    encoding time ONNX Runtime was running (weighted over splits) and the
+    provider that ran."""
+    encoded = busy = 0
+    for m in SPLIT_LINE.finditer(text):
+        encoded += int(m.group(1))
+        busy += int(m.group(1)) * int(m.group(2))
+    prov = SUMMARY_PROVIDER.search(text)
+    return {"busy_pct": busy / encoded if encoded else None,
+            "provider": prov.group(1) if prov else None}
 
 
 def rel(path):
@@ -155,6 +173,8 @@ class Bench:
                     continue
                 with open(hf_json) as f:
                     row["runs"].append(json.load(f)["results"][0]["times"][0])
+                if row["command"].startswith(rel(self.a.xfer) + " extract"):
+                    row.setdefault("xfer_report", []).append(parse_xfer_extract(p.stdout + p.stderr))
                 try:
                     with open(rss_file) as f:
                         row["rss_kb"].append(int(f.read().split()[-1]))
@@ -195,14 +215,14 @@ class Bench:
             return f"{rel(self.a.keras_python)} missing (make .venv-keras/.done)"
         return None
 
-    def extract_argv(self, data, out, threads=None, batch=None):
+    def extract_argv(self, data, out, threads=None, batch=None, size=None, device="cpu"):
         argv = [rel(self.a.xfer), "extract", "--data", rel(data), "--model", rel(self.model),
-                "--out", rel(out), "--size", str(self.a.size),
+                "--out", rel(out), "--size", str(size or self.a.size),
                 "--batch-size", str(batch or self.a.batch_size),
                 "--threads", str(threads or self.a.threads)]
         help_text = self.xfer_help("extract") or ""
         if "--device" in help_text:
-            argv += ["--device", "cpu"]
+            argv += ["--device", device]
         if "--quiet" in help_text:
             argv.append("--quiet")
         return argv
@@ -239,18 +259,23 @@ class Bench:
         return out, "scripts/bench/python_pipeline.py (xfer extract was not built)"
 
     # ---- parts -------------------------------------------------------------
-    def part_extract(self):
-        n = len(benchlib.list_images(self.data))
-        npy = self.path(f"predecoded-{self.a.size}.npy")
+    def predecoded(self, size):
+        """DATA decoded once at SIZE into the model's input tensors (not timed)."""
+        npy = self.path(f"predecoded-{size}.npy")
         stamp = npy + ".src"
         src = f"{os.path.abspath(self.data)} {os.path.abspath(self.model)} {os.path.getmtime(self.model)}"
         if not (os.path.exists(npy) and os.path.exists(stamp) and open(stamp).read() == src):
-            self.log(f"pre-decoding {n} images into {rel(npy)} (not timed)")
+            self.log(f"pre-decoding {rel(self.data)} at {size} into {rel(npy)} (not timed)")
             subprocess.run([self.a.python, os.path.join(HERE, "predecode.py"), "--data", self.data,
-                            "--model", self.model, "--size", str(self.a.size), "--out", npy],
+                            "--model", self.model, "--size", str(size), "--out", npy],
                            check=True, env=self.env, cwd=ROOT)
             with open(stamp, "w") as f:
                 f.write(src)
+        return npy
+
+    def part_extract(self):
+        n = len(benchlib.list_images(self.data))
+        npy = self.predecoded(self.a.size)
         specs = []
         xfer_out = self.path("out", "extract-xfer")
         why = self.xfer_ready("extract", ["--model", "--threads"])
@@ -395,9 +420,54 @@ class Bench:
                                   prepare=f"rm -rf {shlex.quote(rel(out))}"))
         self.run_table(specs)
 
+    def part_gpu(self):
+        """Section 6: CUDA images/s at 150 and 299, batch 32 and 256, end to
+        end (`xfer extract --device cuda`) and ONNX Runtime alone on the same
+        batches decoded (Python onnxruntime with the CUDA provider, when this
+        venv has it). Run through scripts/bench/gpu.sh."""
+        n = len(benchlib.list_images(self.data))
+        try:
+            gpu = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            gpu = ""
+        self.results.setdefault("gpu_meta", {})["gpu"] = gpu or "nvidia-smi not found"
+        probe = subprocess.run([self.a.python, "-c", "import onnxruntime as o; "
+                                "print('CUDAExecutionProvider' in o.get_available_providers())"],
+                               capture_output=True, text=True, env=self.env)
+        py_cuda = probe.stdout.strip() == "True"
+        why_xfer = self.xfer_ready("extract", ["--device"])
+        specs = []
+        for size in (150, 299):
+            npy = self.predecoded(size) if py_cuda else None
+            for batch in (32, 256):
+                key = f"gpu.s{size}b{batch}"
+                if why_xfer:
+                    self.skip(key + ".xfer", "xfer extract --device cuda", why_xfer, images=n)
+                else:
+                    out = self.path("out", f"gpu-{size}-{batch}")
+                    specs.append(dict(key=key + ".xfer", images=n, size=size, batch=batch,
+                                      label=f"`xfer extract --device cuda`, {size}, batch {batch}",
+                                      argv=self.extract_argv(self.data, out, batch=batch, size=size,
+                                                             device="cuda"),
+                                      prepare=f"rm -rf {shlex.quote(rel(out))}"))
+                if not py_cuda:
+                    self.skip(key + ".ort", "ORT alone, CUDA",
+                              f"{rel(self.a.python)}'s onnxruntime has no CUDA provider "
+                              "(pip install onnxruntime-gpu==1.32.0 into a venv and pass --python)",
+                              images=n)
+                else:
+                    specs.append(dict(key=key + ".ort", images=n, size=size, batch=batch, json=True,
+                                      label=f"ORT alone (CUDA), {size}, batch {batch}",
+                                      argv=[rel(self.a.python), "scripts/bench/ort_alone.py",
+                                            "--input", rel(npy), "--model", rel(self.model),
+                                            "--batch-size", str(batch), "--threads",
+                                            str(self.a.threads), "--provider", "cuda"]))
+        self.run_table(specs)
+
     # ---- meta ---------------------------------------------------------------
     def record_meta(self):
-        m = self.results["meta"]
+        # a GPU run (gpu.sh, maybe on another machine) keeps its own machine facts
+        m = self.results.setdefault("gpu_meta" if self.a.parts == ["gpu"] else "meta", {})
         cpu = platform.processor()
         try:
             with open("/proc/cpuinfo") as f:
@@ -457,8 +527,8 @@ class Bench:
             getattr(self, f"part_{part}")()
             self.results["parts"][part] = {"started": start, "seconds": round(time.time() - t0, 1)}
             self.save()
-            write_report(self.results, self.a.out, self.work)
-        write_report(self.results, self.a.out, self.work)
+            write_report(self.results, self.a.out)
+        write_report(self.results, self.a.out)
         self.log(f"wrote {self.a.out}")
 
 
@@ -581,6 +651,19 @@ class Report:
                 f"{nme} ({c} of {sum(len((self.row(k) or {}).get('busy', [])) for k in keys)} runs)"
                 for c, nme in reversed(others[-4:]))
         return text + "."
+
+    def timing_table(self, base, items):
+        """| what | seconds | time / BASE | peak RSS | cmd | with one line per
+        (label, row key, seconds); the caller adds derived lines."""
+        self.w("| what | seconds | time / xfer's | peak RSS | cmd |")
+        self.w("| --- | ---: | ---: | ---: | --- |")
+        for label, key, secs in items:
+            st = self.status(key)
+            if st:
+                self.w(f"| {label} | {st} | | | |")
+            else:
+                self.w(f"| {label} | {fmt_s(secs)} | {fmt_x(ratio(secs, base))} | "
+                       f"{fmt_mib(med(self.row(key), 'rss_kb'))} | {self.ref(key)} |")
 
     # ---- sections -------------------------------------------------------------
     def header(self):
@@ -725,16 +808,9 @@ class Report:
             # one extraction pass as measured/estimated, plus 9 more at the
             # steady rate (the compile is paid once), plus fitting the head
             seed = k_est + 9 * n / k_ips + fit
-        self.w("| what | seconds | time / xfer train's | peak RSS | cmd |")
-        self.w("| --- | ---: | ---: | ---: | --- |")
-        for label, key, secs in (("`xfer train`, whole process", "train.xfer", xfer),
-                                 ("Keras `fit` on the same vectors, whole process", "train.keras", keras)):
-            st = self.status(key)
-            if st:
-                self.w(f"| {label} | {st} | | | |")
-            else:
-                self.w(f"| {label} | {fmt_s(secs)} | {fmt_x(ratio(secs, xfer))} | "
-                       f"{fmt_mib(med(self.row(key), 'rss_kb'))} | {self.ref(key)} |")
+        self.timing_table(xfer, [("`xfer train`, whole process", "train.xfer", xfer),
+                                 ("Keras `fit` on the same vectors, whole process", "train.keras",
+                                  keras)])
         if fit is not None:
             self.w(f"| ↳ Keras `fit` call only (JIT compile included) | {fmt_s(fit)} | "
                    f"{fmt_x(ratio(fit, xfer))} | | |")
@@ -784,17 +860,10 @@ class Report:
                 k_sampled = benchlib.median(
                     [r["import_s"] + r["load_s"] + r["fit_s"] * r["configs"] / r["fitted"] for r in recs])
                 keras = k_sampled
-        self.w("| what | seconds | time / xfer's | peak RSS | cmd |")
-        self.w("| --- | ---: | ---: | ---: | --- |")
-        for label, key, secs in (("`xfer train` with lists (grid in parallel)", "sweep.xfer", xfer),
-                                 ("Keras, 36 `fit` calls in one process", "sweep.keras", keras)):
-            st = self.status(key)
-            if st:
-                self.w(f"| {label} | {st} | | | |")
-            else:
-                est = " (estimated, see below)" if key == "sweep.keras" and k_sampled else ""
-                self.w(f"| {label}{est} | {fmt_s(secs)} | {fmt_x(ratio(secs, xfer))} | "
-                       f"{fmt_mib(med(self.row(key), 'rss_kb'))} | {self.ref(key)} |")
+        est = " (estimated, see below)" if k_sampled else ""
+        self.timing_table(xfer, [("`xfer train` with lists (grid in parallel)", "sweep.xfer", xfer),
+                                 ("Keras, 36 `fit` calls in one process" + est, "sweep.keras",
+                                  keras)])
         self.flush_cmds()
         if k_sampled:
             r = krow["internal"][0]
@@ -907,39 +976,53 @@ class Report:
             return r["internal"][0].get("rows")
         return self.meta.get("train_rows")
 
-    def gpu(self, work):
+    def gpu(self):
         self.w("## 6. GPU")
         self.w()
-        path = os.path.join(work, "gpu.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                g = json.load(f)
-            self.w(f"Measured by `scripts/bench/gpu.sh` on {g.get('device', '?')} "
-                   f"({g.get('date', '?')}).")
-            self.w()
-            if g.get("error"):
-                self.w(f"The CUDA provider could not be used: {g['error']}")
-            else:
-                self.w("| size | batch | provider | images/s, end to end | images/s, ORT alone | "
-                       "decode share | cmd |")
-                self.w("| ---: | ---: | --- | ---: | ---: | ---: | --- |")
-                for r in g.get("rows", []):
-                    self.w(f"| {r.get('size')} | {r.get('batch')} | {r.get('provider', '?')} | "
-                           f"{r.get('ips_xfer', 'n/a')} | {r.get('ips_ort', 'n/a')} | "
-                           f"{r.get('decode_share', 'n/a')} | `{r.get('command', '')}` |")
-        else:
+        keys = [f"gpu.s{size}b{batch}" for size in (150, 299) for batch in (32, 256)]
+        if not any(self.row(k + ".xfer") or self.row(k + ".ort") for k in keys):
             self.w("**No GPU measured.** This machine has no GPU and no GPU machine was available "
                    "to this task. `scripts/bench/gpu.sh` is the prepared measurement: on a CUDA "
-                   "machine (ORT=gpu, `make .ort/gpu-1.32.0/libonnxruntime.so`) it times "
-                   "`xfer extract --device cuda` at 150 and 299, batch 32 and 256, against ONNX "
-                   "Runtime alone on the same batches already decoded (the share of time spent "
-                   "decoding is 1 - ORT alone / end to end), records why if the CUDA provider "
-                   "cannot load, and writes `target/bench/gpu.json`, which the next `make bench` "
-                   "renders here.")
+                   "machine it times `xfer extract --device cuda` at 150 and 299, batch 32 and "
+                   "256, reads xfer's own split of the time (ONNX Runtime busy vs the rest: "
+                   "decoding, hashing, writing), times ONNX Runtime alone on the same batches "
+                   "decoded when the Python venv has onnxruntime-gpu, records why when the CUDA "
+                   "provider cannot load, and re-renders this file.")
+            self.w()
+            return
+        g = self.res.get("gpu_meta", {})
+        self.w(f"Measured by `scripts/bench/gpu.sh` on {g.get('gpu') or '?'} "
+               f"({g.get('cpu', '?')}, {g.get('cores', '?')} cores), median of "
+               f"{g.get('runs', '?')} runs, {self.meta.get('images', '?')} images.")
+        self.w()
+        self.w("| size | batch | provider | `xfer extract` images/s | ORT busy (xfer's timer) | "
+               "ORT alone images/s | decode etc. share | cmd |")
+        self.w("| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
+        for k in keys:
+            x, o = self.row(k + ".xfer"), self.row(k + ".ort")
+            size, batch = (x or o or {}).get("size", "?"), (x or o or {}).get("batch", "?")
+            st = self.status(k + ".xfer")
+            if st:
+                self.w(f"| {size} | {batch} | {st} | | | | | |")
+                continue
+            secs = med(x)
+            reps = x.get("xfer_report") or []
+            busy = benchlib.median([r.get("busy_pct") for r in reps])
+            prov = next((r["provider"] for r in reps if r.get("provider")), "?")
+            infer = imed(o, "infer_s")
+            ort_ips = f"{o['images'] / infer:.1f}" if infer else (self.status(k + ".ort") or "n/a")
+            share = f"{1 - busy / 100:.0%}" if busy is not None else "n/a"
+            self.w(f"| {size} | {batch} | {prov} | {x['images'] / secs:.1f} | "
+                   f"{'n/a' if busy is None else f'{busy:.0f}%'} | {ort_ips} | {share} | "
+                   f"{self.ref(k + '.xfer')} {self.ref(k + '.ort')} |")
+        self.flush_cmds()
+        self.w("- Decode etc. share = 1 - ONNX Runtime busy: the part of xfer's encoding time "
+               "during which the model was not running (decoding, resizing, hashing, writing "
+               "not hidden behind inference).")
         self.w()
 
 
-def write_report(results, out, work):
+def write_report(results, out):
     r = Report(results)
     r.header()
     r.extraction()
@@ -947,7 +1030,7 @@ def write_report(results, out, work):
     r.sweep()
     r.memory()
     r.scaling()
-    r.gpu(work)
+    r.gpu()
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(r.lines).rstrip() + "\n")
@@ -965,7 +1048,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     p.add_argument("--python", default=os.path.join(ROOT, ".venv/bin/python"))
     p.add_argument("--keras-python", default=os.path.join(ROOT, ".venv-keras/bin/python"))
-    p.add_argument("--parts", default=",".join(PARTS),
+    p.add_argument("--parts", default=",".join(PARTS), help="comma list of "
+                   + ", ".join(ALL_PARTS) + " (gpu only through scripts/bench/gpu.sh)",
                    type=lambda s: [x for x in s.split(",") if x])
     p.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
     p.add_argument("--memory-runs", type=int, default=None, help="runs of the 4x extract (default --runs)")
@@ -982,9 +1066,9 @@ def parse_args(argv=None):
                    help="use N images of DATA for everything (testing the driver only)")
     p.add_argument("--report-only", action="store_true", help="re-render BENCHMARKS.md from results.json")
     a = p.parse_args(argv)
-    bad = [x for x in a.parts if x not in PARTS]
+    bad = [x for x in a.parts if x not in ALL_PARTS]
     if bad:
-        p.error(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
+        p.error(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(ALL_PARTS)}")
     if a.memory_runs is None:
         a.memory_runs = a.runs
     return a
@@ -994,7 +1078,7 @@ def main(argv=None):
     a = parse_args(argv)
     b = Bench(a)
     if a.report_only:
-        write_report(b.results, a.out, a.work)
+        write_report(b.results, a.out)
         print(f"wrote {a.out}")
         return
     b.main()
