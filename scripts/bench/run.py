@@ -68,6 +68,11 @@ def rel(path):
     return path
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def load_now():
     try:
         return round(os.getloadavg()[0], 2)
@@ -264,7 +269,7 @@ class Bench:
         npy = self.path(f"predecoded-{size}.npy")
         stamp = npy + ".src"
         src = f"{os.path.abspath(self.data)} {os.path.abspath(self.model)} {os.path.getmtime(self.model)}"
-        if not (os.path.exists(npy) and os.path.exists(stamp) and open(stamp).read() == src):
+        if not (os.path.exists(npy) and os.path.exists(stamp) and read_text(stamp) == src):
             self.log(f"pre-decoding {rel(self.data)} at {size} into {rel(npy)} (not timed)")
             subprocess.run([self.a.python, os.path.join(HERE, "predecode.py"), "--data", self.data,
                             "--model", self.model, "--size", str(size), "--out", npy],
@@ -388,8 +393,9 @@ class Bench:
         specs = []
         why = self.xfer_ready("extract", ["--threads", "--batch-size"])
         if why:
-            for key in ("t1b32", "t2b8", "t2b32", "t2b128"):
-                self.skip(f"scaling.extract.{key}", "xfer extract", why, images=n)
+            for threads, batch in ((1, 32), (2, 8), (2, 32), (2, 128)):
+                self.skip(f"scaling.extract.t{threads}b{batch}",
+                          f"`xfer extract --threads {threads} --batch-size {batch}`", why, images=n)
         else:
             for threads, batch in ((1, 32), (2, 8), (2, 32), (2, 128)):
                 out = self.path("out", f"scaling-t{threads}-b{batch}")
@@ -888,19 +894,22 @@ class Report:
         self.w("| --- | ---: | ---: | ---: | ---: | --- |")
         rss1 = med(one, "rss_kb")
         rss4 = med(four, "rss_kb")
-        for label, key, count in (("`xfer extract`, the data once (the section 1 runs)", "extract.xfer", n),
-                                  ("`xfer extract`, the data 4 times", "memory.extract4x", 4 * n if n else None),
-                                  ("`xfer train`, 1x (the section 2 runs)", "train.xfer", None),
-                                  ("`xfer train`, train vectors x16 (section 5)", "scaling.train.x16", None)):
+        t = self.train_rows()
+        for label, key, count, vectors in (
+                ("`xfer extract`, the data once (the section 1 runs)", "extract.xfer", n, None),
+                ("`xfer extract`, the data 4 times", "memory.extract4x", 4 * n if n else None, None),
+                ("`xfer train`, 1x (the section 2 runs)", "train.xfer", None, t),
+                ("`xfer train`, train vectors x16 (section 5)", "scaling.train.x16", None,
+                 16 * t if t else None)):
             st = self.status(key)
             if st:
                 self.w(f"| {label} | | {st} | | | |")
                 continue
             secs = med(self.row(key))
             ips = f"{count / secs:.1f}" if count and secs else ""
-            rows = self.row(key).get("rows_note", "")
-            self.w(f"| {label} | {count or rows} | {fmt_mib(med(self.row(key), 'rss_kb'))} | "
-                   f"{fmt_s(secs)} | {ips} | {self.ref(key)} |")
+            self.w(f"| {label} | {count or vectors or '?'} | "
+                   f"{fmt_mib(med(self.row(key), 'rss_kb'))} | {fmt_s(secs)} | {ips} | "
+                   f"{self.ref(key)} |")
         self.flush_cmds()
         if rss1 and rss4:
             self.w(f"- 4x the data costs **{rss4 / rss1:.2f}x** the memory of 1x: memory is bounded "
@@ -948,22 +957,22 @@ class Report:
             self.w(f"- 2 threads run {t1 / t2:.2f}x as fast as 1 (2 cores, shared with other work).")
             self.w()
         self.w()
-        self.w("| `xfer train`, 10 epochs | train vectors | seconds | seconds per 1k vectors | cmd |")
-        self.w("| --- | ---: | ---: | ---: | --- |")
-        n_train = None
+        self.w("| `xfer train`, 10 epochs, whole process | train vectors | seconds | time / x1's "
+               "| ms per 1k vectors | peak RSS | cmd |")
+        self.w("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+        x1 = med(self.row("scaling.train.x1"))
         for k in (1, 4, 16):
             key = f"scaling.train.x{k}"
             st = self.status(key)
             if st:
-                self.w(f"| x{k} | | {st} | | |")
+                self.w(f"| x{k} | | {st} | | | | |")
                 continue
             secs = med(self.row(key))
             rows = self.train_rows() * k if self.train_rows() else None
-            per = f"{secs / rows * 1000:.3f} s" if rows else ""
-            self.w(f"| x{k} | {rows or '?'} | {fmt_s(secs)} | {per} | {self.ref(key)} |")
-            n_train = n_train or rows
+            per = f"{secs / rows * 1e6:.1f}" if rows else ""
+            self.w(f"| x{k} | {rows or '?'} | {fmt_s(secs)} | {fmt_x(ratio(secs, x1))} | {per} | "
+                   f"{fmt_mib(med(self.row(key), 'rss_kb'))} | {self.ref(key)} |")
         self.flush_cmds()
-        self.w()
         ls = self.load_summary([f"scaling.extract.{k}" for k in keys] +
                                [f"scaling.train.x{k}" for k in (1, 4, 16)])
         if ls:

@@ -1,0 +1,188 @@
+"""scripts/bench: the references' data order and pixels, the helper trees,
+and the driver end to end on the tiny model (rows whose tool is missing must
+say so instead of failing).
+
+The Keras references need .venv-keras and are not run here; `make bench`
+runs them.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(SCRIPTS, "bench")
+sys.path.insert(0, BENCH)
+
+import benchlib  # noqa: E402
+import run  # noqa: E402
+
+# (split, class, file name, size, PIL mode); names chosen so that sorting
+# matters (B < a in byte order, 10 < 9 as strings).
+IMAGES = [
+    ("train", "shirt", "b.png", (40, 30), "RGBA"),
+    ("train", "hat", "9.jpg", (20, 20), "RGB"),
+    ("train", "hat", "10.JPG", (33, 17), "L"),
+    ("train", "hat", "B.gif.png", (64, 48), "P"),
+    ("validation", "hat", "x.bmp", (12, 12), "RGB"),
+    ("validation", "shirt", "y.png", (50, 70), "RGB"),
+]
+
+
+def make_data(root):
+    rng = np.random.default_rng(0)
+    for split, cls, name, (w, h), mode in IMAGES:
+        d = os.path.join(root, split, cls)
+        os.makedirs(d, exist_ok=True)
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+        if mode == "P":
+            img = img.quantize(16)
+        elif mode != "RGB":
+            img = img.convert(mode)
+        img.save(os.path.join(d, name))
+    with open(os.path.join(root, "train", "hat", "notes.txt"), "w") as f:
+        f.write("not an image")
+
+
+class ListingAndPixels(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp()
+        cls.data = os.path.join(cls.tmp, "data")
+        make_data(cls.data)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    def test_flow_from_directory_order(self):
+        got = [(s, rel, c, lab) for s, rel, c, lab in benchlib.list_images(self.data)]
+        self.assertEqual([r for _, r, _, _ in got], [
+            "train/hat/10.JPG", "train/hat/9.jpg", "train/hat/B.gif.png", "train/shirt/b.png",
+            "validation/hat/x.bmp", "validation/shirt/y.png"])
+        self.assertEqual([lab for *_, lab in got], [0, 0, 0, 1, 0, 1])
+
+    def test_load_image_is_keras_load_img(self):
+        path = os.path.join(self.data, "train", "hat", "B.gif.png")
+        x = benchlib.load_image(path, 16)
+        want = np.asarray(Image.open(path).convert("RGB").resize((16, 16), Image.NEAREST))
+        self.assertEqual(x.shape, (16, 16, 3))
+        np.testing.assert_array_equal(x, want)
+
+    def test_preprocess_modes(self):
+        px = np.array([[[[0, 127, 255]]]], dtype=np.uint8)
+        np.testing.assert_allclose(benchlib.preprocess(px, "tf")[0, :, 0, 0],
+                                   [-1.0, 127 / 127.5 - 1, 1.0], rtol=1e-6)
+        np.testing.assert_allclose(benchlib.preprocess(px, "lite")[0, :, 0, 0],
+                                   [-127 / 128, 0.0, 1.0], rtol=1e-6)
+        self.assertEqual(benchlib.preprocess(px, "raw").shape, (1, 3, 1, 1))
+        with self.assertRaises(ValueError):
+            benchlib.preprocess(px, "caffe")
+
+    def test_sample_and_repeated_trees(self):
+        s = benchlib.sample_tree(self.data, os.path.join(self.tmp, "s3"), 3)
+        self.assertEqual(len(benchlib.list_images(s)), 3)
+        self.assertEqual(benchlib.classes_of(os.path.join(s, "validation")), ["hat", "shirt"])
+        r = benchlib.repeated_tree(self.data, os.path.join(self.tmp, "r4"), 4)
+        items = benchlib.list_images(r)
+        self.assertEqual(len(items), 4 * len(IMAGES))
+        self.assertIn("train/hat/9-r3.jpg", [rel for _, rel, _, _ in items])
+
+
+class Parsing(unittest.TestCase):
+    def test_xfer_extract_lines(self):
+        text = ("train: 300 rows -> f/train.parquet: 300 encoded, 0 reused, 0 skipped; "
+                "25.0 images/s, ONNX Runtime busy 90% of 0:12\n"
+                "validation: 100 rows -> f/validation.parquet: 100 encoded, 0 reused, 0 skipped; "
+                "20.0 images/s, ONNX Runtime busy 70% of 0:05\n"
+                "xfer extract: 400 images: 400 encoded, 0 reused, 0 skipped; provider CPU; "
+                "23.5 images/s; 0:17 in all\n")
+        got = run.parse_xfer_extract(text)
+        self.assertAlmostEqual(got["busy_pct"], 85.0)
+        self.assertEqual(got["provider"], "CPU")
+        self.assertEqual(run.parse_xfer_extract("nothing"), {"busy_pct": None, "provider": None})
+
+    def test_keras_estimate_from_sample(self):
+        row = {"internal": [{"import_s": 2.0, "build_s": 10.0, "predict_s": 14.0, "warm_s": 10.0,
+                             "images": 100}]}
+        est, ips = run.keras_extract_estimate(row, 1000)
+        # import + build + compile (14 - 10) + 1000 images at 10 images/s
+        self.assertAlmostEqual(est, 2 + 10 + 4 + 100)
+        self.assertAlmostEqual(ips, 10.0)
+
+
+@unittest.skipUnless(shutil.which("hyperfine") and os.path.exists("/usr/bin/time"),
+                     "needs hyperfine and GNU time")
+class DriverEndToEnd(unittest.TestCase):
+    def test_extract_part_on_the_tiny_model(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "data")
+            make_data(data)
+            model = os.path.join(tmp, "tiny.onnx")
+            subprocess.run([sys.executable, os.path.join(SCRIPTS, "export_model.py"), "tiny",
+                            "--dim", "8", "--size", "32", "--out", model],
+                           check=True, capture_output=True)
+            out = os.path.join(tmp, "BENCHMARKS.md")
+            env = dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+            p = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--data", data,
+                                "--model", model, "--size", "32", "--work", os.path.join(tmp, "w"),
+                                "--out", out, "--parts", "extract", "--runs", "2",
+                                "--xfer", os.path.join(tmp, "no-xfer"),
+                                "--python", sys.executable,
+                                "--keras-python", os.path.join(tmp, "no-keras")],
+                               capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            with open(os.path.join(tmp, "w", "results.json")) as f:
+                rows = json.load(f)["rows"]
+            self.assertEqual(len(rows["extract.ort"]["runs"]), 2)
+            self.assertEqual(len(rows["extract.python"]["rss_kb"]), 2)
+            self.assertEqual(rows["extract.ort"]["internal"][0]["images"], len(IMAGES))
+            self.assertIn("not built", rows["extract.xfer"]["error"])
+            self.assertIn("missing", rows["extract.keras"]["error"])
+            with open(out) as f:
+                text = f.read()
+            self.assertIn("## 1. Extraction", text)
+            self.assertIn("ONNX Runtime alone", text)
+            self.assertIn("No GPU measured", text)
+            vec = np.load(os.path.join(tmp, "w", "out", "python-vectors.npy"))
+            self.assertEqual(vec.shape, (len(IMAGES), 8))
+
+    def test_python_pipeline_parquet_matches_predecoded_ort(self):
+        """The Parquet the pipeline writes has the contract's columns and
+        metadata, and its vectors equal ORT on predecode.py's tensors."""
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "data")
+            make_data(data)
+            model = os.path.join(tmp, "tiny.onnx")
+            subprocess.run([sys.executable, os.path.join(SCRIPTS, "export_model.py"), "tiny",
+                            "--dim", "8", "--size", "32", "--out", model],
+                           check=True, capture_output=True)
+            env = dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+            feats = os.path.join(tmp, "features")
+            for argv in (["python_pipeline.py", "--data", data, "--model", model, "--size", "32",
+                          "--threads", "1", "--out", feats],
+                         ["predecode.py", "--data", data, "--model", model, "--size", "32",
+                          "--out", os.path.join(tmp, "x.npy")]):
+                subprocess.run([sys.executable, os.path.join(BENCH, argv[0]), *argv[1:]],
+                               check=True, capture_output=True, env=env)
+            t = pq.read_table(os.path.join(feats, "train.parquet"))
+            self.assertEqual(t.column_names, ["path", "class", "label", "sha256", "features"])
+            meta = {k.decode(): v.decode() for k, v in t.schema.metadata.items()}
+            self.assertEqual(json.loads(meta["xfer.classes"]), ["hat", "shirt"])
+            self.assertEqual(meta["xfer.size"], "32x32")
+            sess, m = benchlib.ort_session(model, 1)
+            x = np.load(os.path.join(tmp, "x.npy"))
+            (y,) = sess.run([m["xfer.output"]], {m["xfer.input"]: x[:4]})
+            got = np.array(t.column("features").to_pylist(), dtype=np.float32)
+            np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-6)
+
+
+if __name__ == "__main__":
+    unittest.main()
