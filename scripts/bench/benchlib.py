@@ -108,13 +108,13 @@ def ort_session(model, threads, provider="cpu"):
 
 
 def link_or_copy(src, dst):
-    """A hard link when DATA and the temp folder share a file system (the
-    file is then a real file, not a symlink a walker might skip), else a
-    symlink."""
+    """A hard link when DATA and the temp folder share a file system, else a
+    copy: either way a real file, never a symlink that a walker which does
+    not follow links (Keras's, xfer's) might skip."""
     try:
         os.link(src, dst)
     except OSError:
-        os.symlink(os.path.abspath(src), dst)
+        shutil.copyfile(src, dst)
 
 
 def sample_tree(data, dest, n):
@@ -137,7 +137,7 @@ def sample_tree(data, dest, n):
 
 def repeated_tree(data, dest, times):
     """DATA repeated TIMES over under DEST: copy k of `name.jpg` is
-    `name-rK.jpg` (hard links, so nothing is copied). Returns DEST."""
+    `name-rK.jpg` (hard links where possible, see link_or_copy). Returns DEST."""
     if os.path.exists(dest):
         shutil.rmtree(dest)
     for split, folder in split_dirs(data):
