@@ -1,25 +1,381 @@
-//! Classifying new images (placeholder: being written).
-use std::path::PathBuf;
+//! `xfer predict`: classify new images with a frozen ONNX base and a head
+//! trained by `xfer train`.
+//!
+//! An image goes the way its training images went: the same pixels as
+//! `xfer extract` ([`xfer_extract::pixels`], i.e. Keras's `load_img` and
+//! `preprocess_input`), the same base ([`xfer_extract::model`]), then the
+//! head ([`xfer_train::Head`]) and a softmax. Nothing about the input is a
+//! flag: the side, resize filter and preprocessing come from the head's
+//! metadata, which records what its training vectors were made with, and
+//! the head must name this very base (`xfer.model_sha256`, backbone,
+//! preprocessing, dimension). A head trained for another model is refused
+//! with both values named, never applied to give silently wrong answers.
+//!
+//! Images are decoded in parallel (rayon), one batch ahead of the ONNX
+//! Runtime call, and each batch's rows are printed as soon as it is done
+//! ([`output`]: a table, or JSON lines as `shared/CONTRACT.md` fixes them).
+//! A file that cannot be read is reported in its place and the others are
+//! still classified; the exit status is then 1 (ripgrep's policy: an error
+//! on one input does not stop the run but is not hidden from the caller's
+//! status either). 2 is left to failures that stop everything.
+#![deny(missing_docs)]
 
-/// Result with this crate's error.
-pub type Result<T> = std::result::Result<T, Error>;
+mod args;
+mod error;
+pub mod inputs;
+pub mod output;
 
-/// What can go wrong predicting.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Not written yet.
-    #[error("not implemented yet")]
-    Todo,
+use std::io::BufWriter;
+use std::path::Path;
+
+use rayon::prelude::*;
+use xfer_extract::model::{BaseModel, Device, ModelInfo};
+use xfer_extract::pixels::{self, PixelSpec, Resize};
+use xfer_features::{keys, FeatureMeta};
+use xfer_train::Head;
+
+pub use args::{PredictArgs, PredictConfig};
+pub use error::{Error, Result};
+use inputs::Input;
+use output::{Outcome, Printer};
+
+/// The extensions `xfer extract` takes, tested as Keras's
+/// `flow_from_directory` does: the lower-cased file name ends with one
+/// (crates/extract/src/walk.rs, Keras's `white_list_formats`).
+pub const EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"];
+
+/// Whether a file found in a folder is taken as an image.
+pub fn is_image_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    EXTENSIONS.iter().any(|e| name.ends_with(e))
 }
 
-/// `xfer predict` arguments.
-#[derive(Debug, clap::Args)]
-pub struct PredictArgs {
-    /// Images or folders.
-    pub inputs: Vec<PathBuf>,
+/// Runs `xfer predict`; returns the process exit status (0 all classified,
+/// 1 when some images could not be read).
+///
+/// # Errors
+/// A bad flag, an unreadable head or model, a head trained for another
+/// model ([`Error::Mismatch`]), no images at all, or a failed write.
+pub fn run(args: PredictArgs) -> Result<u8> {
+    let cfg = PredictConfig::try_from(args)?;
+    let head = Head::load(&cfg.head)?;
+    let resize = head_resize(&cfg.head, head.meta())?;
+    let side = head_side(&cfg.head, head.meta())?;
+    let work = inputs::collect(&cfg.inputs, is_image_name)?;
+
+    let mut model = BaseModel::open(&cfg.model, &cfg.session)?;
+    check_fits(&cfg.head, head.meta(), &cfg.model, model.info(), side)?;
+    if let (Some(why), false) = (model.fallback(), cfg.quiet) {
+        debug_assert_eq!(cfg.session.device, Device::Auto);
+        eprintln!("xfer predict: running on CPU: the CUDA provider did not load: {why}");
+    }
+    let spec = PixelSpec::new(side, resize, model.info().preprocess);
+
+    let classes = head.classes();
+    let path_width = work
+        .iter()
+        .map(|i| i.path().to_string_lossy().chars().count())
+        .max()
+        .unwrap_or(0);
+    let class_width = classes.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    let top = cfg.top.min(classes.len());
+    let stdout = std::io::stdout();
+    let mut printer = Printer::new(
+        BufWriter::new(stdout.lock()),
+        cfg.json,
+        top,
+        path_width.min(80),
+        class_width,
+    );
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .thread_name(|i| format!("xfer-decode-{i}"))
+        .build()
+        .map_err(|e| {
+            Error::config(
+                "threads",
+                format!("cannot start {} threads: {e}", cfg.threads),
+            )
+        })?;
+    let batches: Vec<&[Input]> = work.chunks(cfg.batch_size).collect();
+    let mut failed = 0usize;
+    let mut next = batches.first().map(|b| pool.install(|| decode(b, &spec)));
+    for (k, batch) in batches.iter().enumerate() {
+        let decoded = next.take().expect("decoded one batch ahead");
+        // Run this batch while the next one decodes.
+        let (outcomes, following) = pool.install(|| {
+            rayon::join(
+                || classify(&mut model, &head, &spec, decoded, top),
+                || batches.get(k + 1).map(|b| decode(b, &spec)),
+            )
+        });
+        next = following;
+        for (input, outcome) in batch.iter().zip(outcomes?) {
+            failed += usize::from(outcome.is_err());
+            printer
+                .print(input.path(), &outcome)
+                .map_err(Error::Output)?;
+        }
+        printer.flush().map_err(Error::Output)?;
+    }
+    if failed > 0 && !cfg.quiet {
+        eprintln!(
+            "xfer predict: {failed} of {} images could not be classified (see their error entries)",
+            work.len()
+        );
+    }
+    Ok(u8::from(failed > 0))
 }
 
-/// Runs `xfer predict`; returns the process exit status.
-pub fn run(_args: PredictArgs) -> Result<u8> {
-    Err(Error::Todo)
+/// One batch's pixels: the CHW tensors of the images that decoded (in
+/// order, concatenated) and, per input, `Ok(())` or the reason it failed.
+struct Decoded {
+    tensors: Vec<f32>,
+    status: Vec<std::result::Result<(), String>>,
+}
+
+fn decode(batch: &[Input], spec: &PixelSpec) -> Decoded {
+    let len = spec.tensor_len();
+    let mut slots = vec![0.0f32; batch.len() * len];
+    let status: Vec<std::result::Result<(), String>> = slots
+        .par_chunks_mut(len)
+        .zip(batch.par_iter())
+        .map(|(slot, input)| match input {
+            Input::Image(path) => pixels::read_image_file(path)
+                .and_then(|bytes| pixels::from_bytes_into(&bytes, spec, slot))
+                .map_err(|e| e.0),
+            Input::Missing(_, why) => Err(why.clone()),
+        })
+        .collect();
+    // Keep only the slots of images that decoded, in order.
+    let mut tensors = Vec::with_capacity(slots.len());
+    for (slot, st) in slots.chunks_exact(len).zip(&status) {
+        if st.is_ok() {
+            tensors.extend_from_slice(slot);
+        }
+    }
+    Decoded { tensors, status }
+}
+
+fn classify(
+    model: &mut BaseModel,
+    head: &Head,
+    spec: &PixelSpec,
+    d: Decoded,
+    top: usize,
+) -> Result<Vec<Outcome>> {
+    let n = d.status.iter().filter(|s| s.is_ok()).count();
+    let vectors = model.run(&d.tensors, n, spec.size)?;
+    let probs = head.probabilities(&vectors, n);
+    let c = head.classes().len();
+    let mut rows = probs.chunks_exact(c);
+    Ok(d.status
+        .into_iter()
+        .map(|st| {
+            st.map(|()| {
+                let p = rows.next().expect("one probability row per decoded image");
+                output::top_k(p, head.classes(), top)
+            })
+        })
+        .collect())
+}
+
+/// The square side of the head's `xfer.size` (`SxS`).
+fn head_side(path: &Path, meta: &FeatureMeta) -> Result<u32> {
+    let bad = |reason: String| Error::HeadMeta {
+        path: path.into(),
+        key: keys::SIZE,
+        reason,
+    };
+    let (w, h) = meta
+        .size
+        .split_once('x')
+        .ok_or_else(|| bad(format!("{:?} is not WxH", meta.size)))?;
+    let (w, h) = match (w.parse::<u32>(), h.parse::<u32>()) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
+        _ => {
+            return Err(bad(format!(
+                "{:?} is not WxH with positive sides",
+                meta.size
+            )))
+        }
+    };
+    if w != h {
+        return Err(bad(format!(
+            "{w}x{h} is not square; xfer extract makes square inputs only"
+        )));
+    }
+    Ok(w)
+}
+
+/// The resize filter named by the head's `xfer.resize`.
+fn head_resize(path: &Path, meta: &FeatureMeta) -> Result<Resize> {
+    Resize::from_name(&meta.resize).ok_or_else(|| Error::HeadMeta {
+        path: path.into(),
+        key: keys::RESIZE,
+        reason: format!("{:?} is not a resize filter xfer knows", meta.resize),
+    })
+}
+
+/// Refuses a head whose vectors came from another base than `info`: its
+/// backbone, preprocessing, dimension, file hash, or (for a graph with a
+/// fixed input side) its input size.
+fn check_fits(
+    head_path: &Path,
+    meta: &FeatureMeta,
+    model_path: &Path,
+    info: &ModelInfo,
+    side: u32,
+) -> Result<()> {
+    let mismatch = |key: &str, head_value: String, model_value: String| Error::Mismatch {
+        head: head_path.into(),
+        model: model_path.into(),
+        key: key.into(),
+        head_value,
+        model_value,
+    };
+    let pairs = [
+        (keys::BACKBONE, meta.backbone.clone(), info.backbone.clone()),
+        (
+            keys::PREPROCESS,
+            meta.preprocess.clone(),
+            info.preprocess.name().to_string(),
+        ),
+        (keys::DIM, meta.dim.to_string(), info.dim.to_string()),
+        (
+            keys::MODEL_SHA256,
+            meta.model_sha256.clone(),
+            info.sha256.clone(),
+        ),
+    ];
+    if let Some((key, h, m)) = pairs.into_iter().find(|(_, h, m)| h != m) {
+        return Err(mismatch(key, h, m));
+    }
+    if let Some((h, w)) = info.fixed_side {
+        if (h > 0 && h != i64::from(side)) || (w > 0 && w != i64::from(side)) {
+            return Err(mismatch(keys::SIZE, meta.size.clone(), format!("{w}x{h}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xfer_extract::pixels::Preprocess;
+
+    fn meta() -> FeatureMeta {
+        let mut m = FeatureMeta::new(vec!["a".into(), "b".into()], 4);
+        m.backbone = "tiny".into();
+        m.model_sha256 = "ab".repeat(32);
+        m.size = "32x32".into();
+        m.preprocess = "tf".into();
+        m
+    }
+
+    fn info() -> ModelInfo {
+        ModelInfo {
+            backbone: "tiny".into(),
+            preprocess: Preprocess::Tf,
+            default_size: 32,
+            dim: 4,
+            pretrained: false,
+            weights: "random".into(),
+            input: "input".into(),
+            output: "features".into(),
+            sha256: "ab".repeat(32),
+            fixed_side: None,
+        }
+    }
+
+    fn key_of(e: Error) -> String {
+        match e {
+            Error::Mismatch { key, .. } => key,
+            other => panic!("not a mismatch: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_matching_head_fits() {
+        check_fits(Path::new("h"), &meta(), Path::new("m"), &info(), 32).unwrap();
+    }
+
+    #[test]
+    fn each_differing_fact_is_named() {
+        let check = |m: FeatureMeta, i: ModelInfo| {
+            key_of(check_fits(Path::new("h"), &m, Path::new("m"), &i, 32).unwrap_err())
+        };
+        let mut m = meta();
+        m.model_sha256 = "cd".repeat(32);
+        assert_eq!(check(m, info()), keys::MODEL_SHA256);
+        let mut m = meta();
+        m.preprocess = "torch".into();
+        assert_eq!(check(m, info()), keys::PREPROCESS);
+        let mut m = meta();
+        m.dim = 5;
+        assert_eq!(check(m, info()), keys::DIM);
+        let mut i = info();
+        i.backbone = "xception".into();
+        assert_eq!(check(meta(), i), keys::BACKBONE);
+        let mut i = info();
+        i.fixed_side = Some((150, 150));
+        assert_eq!(check(meta(), i), keys::SIZE);
+        let msg = check_fits(
+            Path::new("h.st"),
+            &meta(),
+            Path::new("m.onnx"),
+            &{
+                let mut i = info();
+                i.sha256 = "ef".repeat(32);
+                i
+            },
+            32,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("h.st does not fit m.onnx") && msg.contains(&"ef".repeat(32)),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn size_and_resize_come_from_the_head() {
+        assert_eq!(head_side(Path::new("h"), &meta()).unwrap(), 32);
+        for bad in ["32x31", "32", "0x0", "ax b"] {
+            let mut m = meta();
+            m.size = bad.into();
+            assert!(
+                matches!(
+                    head_side(Path::new("h"), &m),
+                    Err(Error::HeadMeta {
+                        key: keys::SIZE,
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            head_resize(Path::new("h"), &meta()).unwrap(),
+            Resize::Nearest
+        );
+        let mut m = meta();
+        m.resize = "area".into();
+        assert!(head_resize(Path::new("h"), &m).is_err());
+    }
+
+    #[test]
+    fn image_names_as_keras_tests_them() {
+        for yes in ["a.jpg", "B.JPEG", "c.Png", "d.tif", "x.ppm"] {
+            assert!(is_image_name(Path::new(yes)), "{yes}");
+        }
+        for no in ["a.txt", "b.gif", "c.webp", "README"] {
+            assert!(!is_image_name(Path::new(no)), "{no}");
+        }
+    }
 }
