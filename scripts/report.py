@@ -288,6 +288,31 @@ def kv_table(settings):
     return f'<table class="kv">{rows}</table>'
 
 
+# The settings a person compares between runs, shown first; the whole of
+# run.json follows, folded.
+KEY_SETTINGS = ("lr", "epochs", "batch_size", "seed", "head.inner", "head.dropout", "shuffle", "init",
+                "features", "train_split", "val_split", "status", "message")
+
+
+def settings_html(settings):
+    if not settings:
+        return '<p class="sub">no run.json</p>'
+
+    def lookup(key):
+        v = settings
+        for part in key.split("."):
+            if not isinstance(v, dict) or part not in v:
+                return None, False
+            v = v[part]
+        return v, True
+
+    key = {k: v for k in KEY_SETTINGS for v, found in [lookup(k)] if found and v is not None}
+    if not key:
+        return kv_table(settings)
+    return (kv_table(key) + "<details><summary>all of run.json</summary>" + kv_table(settings)
+            + "</details>")
+
+
 def nice_ticks(lo, hi, count=5):
     """Round tick values (1, 2, 5 x 10^k apart) covering [lo, hi]."""
     raw = (hi - lo) / count
@@ -443,7 +468,7 @@ def run_section(run, args, full=True):
     if b is not None:
         parts.append(f"<p>best val_accuracy <b>{b:.4f}</b> at epoch {ep} "
                      f"(head.safetensors holds that epoch)</p>")
-    parts.append(f"<h3>Settings</h3>{kv_table(run['settings'])}")
+    parts.append(f"<h3>Settings</h3>{settings_html(run['settings'])}")
     parts.append(f"<h3>Learning curves</h3>{curves_html(run)}")
     computed = None
     grid = ""

@@ -205,6 +205,38 @@ fn predict_with_a_trained_head_matches_the_head_on_extracted_vectors() {
     );
 }
 
+/// `scripts/report.py` reads a real `xfer train` run folder: its numpy
+/// predictions (head + validation vectors) give the confusion matrix that
+/// `xfer train` wrote to metrics.json, and the page is written.
+#[test]
+fn report_of_a_trained_run_agrees_with_its_metrics() {
+    let (tmp, _, data, features) = setup();
+    let root = tmp.path();
+    let run = root.join("run");
+    xfer(root)
+        .args(["train", "--features"])
+        .arg(&features)
+        .arg("--out")
+        .arg(&run)
+        .args(["--epochs", "3", "--seed", "2"])
+        .assert()
+        .success();
+    let script = r#"
+import json, sys
+sys.path.insert(0, "scripts")
+import report
+run, data = sys.argv[1], sys.argv[2]
+r = report.load_run(run)
+rows, total, note, computed = report.misclassified(r, report.find_features(r, None), data, "validation")
+assert note is None, note
+assert computed["confusion"] == r["metrics"]["confusion"], (computed, r["metrics"])
+assert report.main([run, "--data", data]) == 0
+"#;
+    run_python(&["-c", script, run.to_str().unwrap(), data.to_str().unwrap()]);
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(page.contains("Confusion matrix") && page.contains("validation images misclassified"));
+}
+
 #[test]
 fn a_head_for_another_model_is_refused() {
     let (tmp, model, data, features) = setup();

@@ -172,7 +172,7 @@ class ReportTest(unittest.TestCase):
         order = re.findall(r"<td>(lr-[0-9.]+)</td>", table)
         self.assertEqual(order, ["lr-0.01", "lr-0.001", "lr-0.1", "lr-10"])
         self.assertIn("Best configuration: lr-0.01", page)
-        self.assertEqual(page.count("<details>"), 3)
+        self.assertEqual(page.count("<details><summary>lr-"), 3)  # the other configurations, folded
 
     def test_sweep_without_summary_uses_histories(self):
         sweep = os.path.join(self.tmp.name, "sweep2")
