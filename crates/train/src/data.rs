@@ -74,9 +74,19 @@ pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)
             split: split.into(),
         });
     }
-    let d = table.dim();
-    if let Some(k) = table.features.iter().position(|v| !v.is_finite()) {
-        let row = k / d;
+    let d = table.dim().max(1);
+    // Branch-free scan per row (vectorises); locate the value only on failure.
+    let bad_row = table
+        .features
+        .chunks(d)
+        .position(|r| !r.iter().fold(true, |ok, v| ok & v.is_finite()));
+    if let Some(row) = bad_row {
+        let k = row * d
+            + table
+                .row(row)
+                .iter()
+                .position(|v| !v.is_finite())
+                .unwrap_or(0);
         return Err(Error::NonFinite {
             path: source,
             row,
@@ -102,8 +112,10 @@ pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)
 /// Those of [`load_split`]; [`Error::Mismatch`] when the splits' metadata
 /// differ; [`Error::EmptyClass`] when a class has no training rows.
 pub(crate) fn load(dir: &Path, train: &str, val: &str) -> Result<Data> {
-    let (meta, train) = load_split(dir, train)?;
-    let (val_meta, val) = load_split(dir, val)?;
+    // The two reads are independent; the validation file loads while the
+    // (larger) training file does.
+    let (train, val) = rayon::join(|| load_split(dir, train), || load_split(dir, val));
+    let ((meta, train), (val_meta, val)) = (train?, val?);
     if let Some((key, expected, got)) = meta.first_difference(&val_meta) {
         return Err(Error::Mismatch {
             path: val.source,

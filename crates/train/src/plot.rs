@@ -104,7 +104,13 @@ where
         .x_desc("epoch")
         .x_labels(n.min(12))
         .x_label_formatter(&|x| format!("{}", x.round() as i64))
-        .y_label_formatter(&|y| format!("{y:.3}"))
+        .y_label_formatter(&|y| {
+            if hi - lo > 0.5 {
+                format!("{y:.2}")
+            } else {
+                format!("{y:.3}")
+            }
+        })
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .light_line_style(WHITE.mix(0.0))

@@ -54,6 +54,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// An `f32` widened to the `f64` with the same shortest decimal, so JSON
+/// built through `serde_json::Value` shows `0.8933333`, not
+/// `0.8933333158493042`.
+pub(crate) fn short(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
 /// Pretty JSON of `value`, written atomically.
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).expect("plain data serializes");
@@ -192,6 +199,7 @@ impl RunFiles<'_> {
         };
         let best = fit.best.as_ref().map(|(e, _)| *e);
         let best_val_accuracy = best.map(|e| h.val_accuracy[e - 1]);
+        let best_val_accuracy_json = best_val_accuracy.map(short);
         let adam = hc.adam();
         let run = serde_json::json!({
             "command": "xfer train",
@@ -221,7 +229,7 @@ impl RunFiles<'_> {
             "init": cfg.init.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "glorot_uniform".into()),
             "optimizer": {
                 "name": "Adam",
-                "learning_rate": adam.lr,
+                "learning_rate": hc.lr,
                 "beta_1": adam.beta_1,
                 "beta_2": adam.beta_2,
                 "epsilon": adam.epsilon,
@@ -231,7 +239,7 @@ impl RunFiles<'_> {
             "message": message,
             "epochs_run": h.epochs(),
             "best_epoch": best,
-            "best_val_accuracy": best_val_accuracy,
+            "best_val_accuracy": best_val_accuracy_json,
             "seconds": self.seconds,
             "baseline": self.baseline,
         });
