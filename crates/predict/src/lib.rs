@@ -87,7 +87,7 @@ pub fn run(args: PredictArgs) -> Result<u8> {
         BufWriter::new(stdout.lock()),
         cfg.json,
         top,
-        path_width.min(80),
+        path_width,
         class_width,
     );
 
@@ -114,13 +114,21 @@ pub fn run(args: PredictArgs) -> Result<u8> {
             )
         });
         next = following;
-        for (input, outcome) in batch.iter().zip(outcomes?) {
-            failed += usize::from(outcome.is_err());
-            printer
-                .print(input.path(), &outcome)
-                .map_err(Error::Output)?;
+        let written = batch
+            .iter()
+            .zip(outcomes?)
+            .try_for_each(|(input, outcome)| {
+                failed += usize::from(outcome.is_err());
+                printer.print(input.path(), &outcome)
+            });
+        match written.and_then(|()| printer.flush()) {
+            // The reader went away (`xfer predict ... | head`): stop quietly,
+            // as ripgrep does; it is not a failure of ours.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(u8::from(failed > 0))
+            }
+            other => other.map_err(Error::Output)?,
         }
-        printer.flush().map_err(Error::Output)?;
     }
     if failed > 0 && !cfg.quiet {
         eprintln!(
