@@ -1,41 +1,45 @@
 //! `xfer extract`: image folders to pooled vectors in Parquet.
 //!
-//! The expensive stage of transfer learning, done once: every image of
-//! `DATA/<split>/<class>/` goes through Keras's `load_img` pixels
-//! ([`pixels`]) and the frozen ONNX base ([`model`]), and its vector lands in
-//! `FEATURES_DIR/<split>.parquet` (the contract of `xfer-features`).
+//! The expensive stage of transfer learning, done once so that every head
+//! experiment afterwards is nearly free. Every image of
+//! `DATA/<split>/<class>/` is read as Keras's `load_img` reads it
+//! ([`pixels`]), run through the frozen ONNX base ([`model`]), and its
+//! vector lands in `FEATURES_DIR/<split>.parquet` (the contract kept by
+//! `xfer-features`), in `flow_from_directory` order.
 //!
 //! Three modules are public because `xfer predict` uses them too and they
-//! stay stable: [`runtime`] (loading ONNX Runtime), [`model`] (the base and
-//! its metadata) and [`pixels`] (image file to model input).
+//! stay stable: [`runtime`] (loading ONNX Runtime), [`model`] (the base, its
+//! metadata, batches in and vectors out) and [`pixels`] (image file to model
+//! input). The rest is the command: [`ExtractArgs`] (flags) are validated
+//! into a config, the data folder is walked in Keras's order, a pipeline
+//! decodes in parallel while the model runs, reuses earlier vectors, and
+//! writes crash-safe output.
 #![deny(missing_docs)]
 
+mod args;
+mod cache;
+mod config;
 mod decode;
 mod error;
 pub mod model;
+mod pipeline;
 pub mod pixels;
+mod progress;
+mod report;
 mod resize;
+mod run;
 pub mod runtime;
+mod walk;
 
+pub use args::ExtractArgs;
 pub use error::{Error, Result};
 
-use std::path::PathBuf;
-
-/// `xfer extract` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ExtractArgs {
-    /// Image folder as flow_from_directory reads it.
-    #[arg(long)]
-    pub data: PathBuf,
-}
-
-/// Runs `xfer extract`; returns the process exit status.
+/// Runs `xfer extract`; returns the process exit status (0, or 1 when
+/// nothing could be extracted or, with `--strict`, anything was skipped).
 ///
 /// # Errors
-/// Not written yet.
-pub fn run(_args: ExtractArgs) -> Result<u8> {
-    Err(Error::Flag {
-        flag: "extract",
-        reason: "not implemented yet".into(),
-    })
+/// Any [`Error`] that stops the run: a bad flag or data layout, a model that
+/// is not an xfer base, a missing ONNX Runtime, an unwritable output.
+pub fn run(args: ExtractArgs) -> Result<u8> {
+    run::run(config::Config::try_from(args)?)
 }

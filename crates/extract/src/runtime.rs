@@ -59,8 +59,13 @@ pub fn library_path() -> Result<PathBuf> {
             return Ok(found);
         }
     }
+    let looked: Vec<String> = roots
+        .iter()
+        .map(|r| format!("{}/*/", r.display()))
+        .collect();
     Err(Error::Runtime(format!(
-        "{LIB_NAME} not found (looked in $ORT_DYLIB_PATH and ./.ort/): {FIX}"
+        "{LIB_NAME} not found (ORT_DYLIB_PATH is not set; looked in {}): {FIX}",
+        looked.join(" and ")
     )))
 }
 

@@ -158,6 +158,55 @@ fn read_builder<T: parquet::file::reader::ChunkReader + 'static>(
     Ok(table)
 }
 
+/// Reads a feature file a chunk of rows at a time, so that memory stays
+/// bounded by the chunk whatever the file's size (the extractor merges
+/// earlier output and new rows this way). Iterating yields tables that
+/// share the file's metadata.
+pub struct FeatureFileReader {
+    meta: FeatureMeta,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    path: PathBuf,
+}
+
+impl FeatureFileReader {
+    /// Opens `path` and reads its metadata; rows come `rows` at a time.
+    ///
+    /// # Errors
+    /// As [`read_file`], for the file and its metadata.
+    pub fn open(path: &Path, rows: usize) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        let pairs = kv.iter().filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
+        let meta = FeatureMeta::from_pairs(pairs)
+            .map_err(|(key, reason)| Error::Metadata { path: path.into(), key, reason })?;
+        let reader = builder
+            .with_batch_size(rows.max(1))
+            .build()
+            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        Ok(FeatureFileReader { meta, reader, path: path.into() })
+    }
+
+    /// The file's metadata.
+    pub fn meta(&self) -> &FeatureMeta {
+        &self.meta
+    }
+}
+
+impl Iterator for FeatureFileReader {
+    type Item = Result<FeatureTable>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.reader.next()? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let mut table = FeatureTable::empty(self.meta.clone());
+        Some(append_batch(&mut table, &batch, &self.path).map(|()| table))
+    }
+}
+
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a T> {
     let col = b.column_by_name(name).ok_or_else(|| Error::Column {
         path: path.into(),
@@ -323,6 +372,23 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(read_file(&path).unwrap(), t);
         assert!(!dir.path().join("train.parquet.tmp").exists());
+    }
+
+    #[test]
+    fn chunked_reader_gives_the_rows_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("val.parquet");
+        let t = table(10, 3);
+        write_file(&path, &t).unwrap();
+        let r = FeatureFileReader::open(&path, 4).unwrap();
+        assert_eq!(r.meta(), &t.meta);
+        let chunks: Vec<FeatureTable> = r.map(|c| c.unwrap()).collect();
+        assert_eq!(chunks.iter().map(FeatureTable::len).collect::<Vec<_>>(), [4, 4, 2]);
+        let mut all = FeatureTable::empty(t.meta.clone());
+        for c in &chunks {
+            all.extend(c).unwrap();
+        }
+        assert_eq!(all, t);
     }
 
     #[test]

@@ -26,7 +26,8 @@ mod table;
 
 pub use error::{Error, Result};
 pub use io::{
-    from_parquet_bytes, read_file, to_parquet_bytes, write_file, FeatureFileWriter,
+    from_parquet_bytes, read_file, to_parquet_bytes, write_file, FeatureFileReader,
+    FeatureFileWriter,
 };
 pub use meta::{keys, FeatureMeta, SCHEMA_VERSION};
 pub use split::{read_split, split_files, split_names, shard_file_name, split_file_name};

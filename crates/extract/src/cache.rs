@@ -1,0 +1,265 @@
+//! Earlier vectors that can be reused instead of re-encoding an image.
+//!
+//! A vector depends only on the image's bytes and on the model key of its
+//! file (backbone, model sha256, size, resize, preprocessing, dim). So a row
+//! of any earlier feature file with that key, the same `path` and the same
+//! `sha256` *is* the vector this run would compute. The sources are the
+//! split's previous output file and the part files a previous, interrupted
+//! run left in `OUT/.parts/<name>/` (each one complete: written under a
+//! temporary name and renamed), plus the parts this run writes as it goes.
+//! Files with another model key are ignored, never mixed in.
+//!
+//! Only `(path, sha256) -> (file, row)` is kept in memory; vectors are read
+//! back a chunk at a time by [`RowReader`] when the final file is assembled,
+//! so memory does not grow with the data set.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use xfer_features::{FeatureFileReader, FeatureMeta, FeatureTable};
+
+use crate::{Error, Result};
+
+/// Rows per chunk when reading earlier files.
+const CHUNK_ROWS: usize = 256;
+
+/// Where a reusable vector is: source file number and row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub(crate) source: usize,
+    pub(crate) row: usize,
+}
+
+/// The index of reusable rows.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    sources: Vec<PathBuf>,
+    rows: Vec<usize>,
+    index: HashMap<String, Vec<(Hit, [u8; 32])>>,
+}
+
+/// The entries that must match for vectors to be interchangeable.
+pub(crate) fn same_model(a: &FeatureMeta, b: &FeatureMeta) -> bool {
+    a.model_key() == b.model_key()
+}
+
+impl Cache {
+    /// Adds the rows of `path` when its model key matches `want`. Returns
+    /// `Ok(None)` when it was used, `Ok(Some(reason))` when it was not (an
+    /// unreadable or other-model file is not an error: it is just not a
+    /// cache).
+    pub(crate) fn add_file(&mut self, path: &Path, want: &FeatureMeta) -> Result<Option<String>> {
+        let reader = match FeatureFileReader::open(path, CHUNK_ROWS) {
+            Ok(r) => r,
+            Err(e) => return Ok(Some(format!("unreadable ({e})"))),
+        };
+        if !same_model(reader.meta(), want) {
+            let (key, old, new) = reader
+                .meta()
+                .model_key()
+                .into_iter()
+                .zip(want.model_key())
+                .find(|(a, b)| a.1 != b.1)
+                .map(|((k, a), (_, b))| (k, a, b))
+                .unwrap_or_default();
+            return Ok(Some(format!("made with {key}={old}, this run has {new}")));
+        }
+        let mut pairs = Vec::new();
+        for chunk in reader {
+            match chunk {
+                Ok(t) => pairs.extend(t.paths.into_iter().zip(t.sha256)),
+                Err(e) => return Ok(Some(format!("unreadable ({e})"))),
+            }
+        }
+        self.add_rows(path, pairs);
+        Ok(None)
+    }
+
+    /// Registers a file whose rows (path, sha256) are known (a part this
+    /// run just wrote); returns its source number.
+    pub(crate) fn add_rows(&mut self, path: &Path, rows: Vec<(String, [u8; 32])>) -> usize {
+        let source = self.sources.len();
+        self.sources.push(path.into());
+        self.rows.push(rows.len());
+        for (row, (p, sha)) in rows.into_iter().enumerate() {
+            self.index
+                .entry(p)
+                .or_default()
+                .push((Hit { source, row }, sha));
+        }
+        source
+    }
+
+    /// The newest reusable row for `path` with these bytes.
+    pub(crate) fn lookup(&self, path: &str, sha: &[u8; 32]) -> Option<Hit> {
+        self.index
+            .get(path)?
+            .iter()
+            .rev()
+            .find(|(_, s)| s == sha)
+            .map(|(h, _)| *h)
+    }
+
+    /// Rows in source `source`.
+    pub(crate) fn rows_in(&self, source: usize) -> usize {
+        self.rows[source]
+    }
+
+    /// The file of source `source`.
+    pub(crate) fn path(&self, source: usize) -> &Path {
+        &self.sources[source]
+    }
+}
+
+/// Reads vectors back from cache sources, one chunk per open source.
+pub(crate) struct RowReader<'c> {
+    cache: &'c Cache,
+    open: HashMap<usize, Cursor>,
+}
+
+struct Cursor {
+    reader: FeatureFileReader,
+    chunk: FeatureTable,
+    start: usize,
+}
+
+impl<'c> RowReader<'c> {
+    pub(crate) fn new(cache: &'c Cache) -> Self {
+        RowReader {
+            cache,
+            open: HashMap::new(),
+        }
+    }
+
+    /// The vector at `hit`. Rows are cheapest read in increasing order per
+    /// source (the flow order they were written in); going back reopens.
+    pub(crate) fn vector(&mut self, hit: Hit) -> Result<&[f32]> {
+        let path = self.cache.path(hit.source);
+        let stale = self
+            .open
+            .get(&hit.source)
+            .is_some_and(|c| hit.row < c.start);
+        if stale || !self.open.contains_key(&hit.source) {
+            let mut reader = FeatureFileReader::open(path, CHUNK_ROWS)?;
+            let chunk = reader
+                .next()
+                .transpose()?
+                .unwrap_or_else(|| FeatureTable::empty(reader.meta().clone()));
+            self.open.insert(
+                hit.source,
+                Cursor {
+                    reader,
+                    chunk,
+                    start: 0,
+                },
+            );
+        }
+        let c = self.open.get_mut(&hit.source).expect("cursor just opened");
+        while hit.row >= c.start + c.chunk.len() {
+            c.start += c.chunk.len();
+            c.chunk = c.reader.next().transpose()?.ok_or_else(|| Error::Layout {
+                path: path.into(),
+                reason: format!(
+                    "row {} is past the end of the file (changed during the run?)",
+                    hit.row
+                ),
+            })?;
+        }
+        Ok(c.chunk.row(hit.row - c.start))
+    }
+
+    /// Forgets the open chunk of `source` (its rows are all read).
+    pub(crate) fn close(&mut self, source: usize) {
+        self.open.remove(&source);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: &str) -> FeatureMeta {
+        let mut m = FeatureMeta::new(vec!["a".into()], 2);
+        m.size = size.into();
+        m
+    }
+
+    #[test]
+    fn reuse_needs_same_model_path_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = FeatureTable::empty(meta("8x8"));
+        for i in 0..600 {
+            t.push(
+                format!("a/{i:04}.png"),
+                0,
+                [i as u8; 32],
+                &[i as f32, 1.0],
+                0,
+            )
+            .unwrap();
+        }
+        let f = dir.path().join("train.parquet");
+        xfer_features::write_file(&f, &t).unwrap();
+
+        let mut other = Cache::default();
+        let why = other.add_file(&f, &meta("9x9")).unwrap().unwrap();
+        assert!(why.contains("xfer.size=8x8"), "{why}");
+        assert_eq!(other.lookup("a/0001.png", &[1; 32]), None);
+
+        let mut c = Cache::default();
+        assert_eq!(c.add_file(&f, &meta("8x8")).unwrap(), None);
+        let hit = c.lookup("a/0300.png", &[44; 32]).unwrap(); // 300 as u8 == 44
+        assert_eq!(
+            hit,
+            Hit {
+                source: 0,
+                row: 300
+            }
+        );
+        assert_eq!(c.lookup("a/0300.png", &[45; 32]), None, "changed bytes");
+        assert_eq!(c.lookup("a/9999.png", &[0; 32]), None);
+        let mut rows = RowReader::new(&c);
+        assert_eq!(
+            rows.vector(Hit {
+                source: 0,
+                row: 599
+            })
+            .unwrap(),
+            [599.0, 1.0]
+        );
+        assert_eq!(
+            rows.vector(Hit { source: 0, row: 3 }).unwrap(),
+            [3.0, 1.0],
+            "going back reopens"
+        );
+        assert!(rows
+            .vector(Hit {
+                source: 0,
+                row: 600
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn newest_source_wins() {
+        let mut c = Cache::default();
+        c.add_rows(Path::new("old"), vec![("x".into(), [1; 32])]);
+        c.add_rows(
+            Path::new("new"),
+            vec![("y".into(), [2; 32]), ("x".into(), [1; 32])],
+        );
+        assert_eq!(c.lookup("x", &[1; 32]), Some(Hit { source: 1, row: 1 }));
+        assert_eq!(c.rows_in(1), 2);
+    }
+
+    #[test]
+    fn unreadable_file_is_not_a_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("train.parquet");
+        std::fs::write(&f, b"not parquet").unwrap();
+        let why = Cache::default()
+            .add_file(&f, &meta("8x8"))
+            .unwrap()
+            .unwrap();
+        assert!(why.starts_with("unreadable"), "{why}");
+    }
+}

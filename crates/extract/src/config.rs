@@ -1,0 +1,211 @@
+//! Validated settings of one `xfer extract` run.
+//!
+//! [`Config::try_from`] turns [`ExtractArgs`] into values that cannot be
+//! wrong any more (ripgrep's low/high args): a shard that exists, a positive
+//! size and batch, folders that are folders. Later code takes only a
+//! [`Config`], so it never re-checks a flag.
+use std::path::PathBuf;
+
+use crate::args::ExtractArgs;
+use crate::model::{Device, SessionOptions};
+use crate::pixels::Resize;
+use crate::{Error, Result};
+
+/// Largest accepted `--size` (a 4096 x 4096 batch of 32 is already 6 GiB).
+const MAX_SIZE: u32 = 4096;
+
+/// One deterministic share of the files: item `k` of a split belongs to
+/// shard `k % count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shard {
+    /// This share, from 0.
+    pub(crate) index: usize,
+    /// Number of shares.
+    pub(crate) count: usize,
+}
+
+impl Shard {
+    fn parse(s: &str) -> Result<Self> {
+        let bad = |why: &str| Error::Flag {
+            flag: "--shard",
+            reason: format!("{s:?} {why} (write I/N with 0 <= I < N, e.g. 0/4)"),
+        };
+        let (i, n) = s.split_once('/').ok_or_else(|| bad("is not I/N"))?;
+        let index: usize = i.trim().parse().map_err(|_| bad("has no index I"))?;
+        let count: usize = n.trim().parse().map_err(|_| bad("has no count N"))?;
+        if count == 0 || index >= count {
+            return Err(bad("is out of range"));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the `k`-th file of a split (flow order) is in this share.
+    pub(crate) fn takes(&self, k: usize) -> bool {
+        k % self.count == self.index
+    }
+}
+
+/// Everything a run needs, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) data: PathBuf,
+    pub(crate) model: PathBuf,
+    pub(crate) out: PathBuf,
+    pub(crate) size: u32,
+    pub(crate) batch_size: usize,
+    pub(crate) threads: usize,
+    pub(crate) session: SessionOptions,
+    pub(crate) shard: Option<Shard>,
+    pub(crate) resize: Resize,
+    pub(crate) follow_links: bool,
+    pub(crate) strict: bool,
+    pub(crate) quiet: bool,
+    pub(crate) max_pixels: u64,
+}
+
+impl TryFrom<ExtractArgs> for Config {
+    type Error = Error;
+
+    fn try_from(a: ExtractArgs) -> Result<Self> {
+        let flag = |flag: &'static str, reason: String| Error::Flag { flag, reason };
+        if !a.data.is_dir() {
+            return Err(flag(
+                "--data",
+                format!("{} is not a folder", a.data.display()),
+            ));
+        }
+        if !a.model.is_file() {
+            return Err(flag(
+                "--model",
+                format!("{} is not a file", a.model.display()),
+            ));
+        }
+        if a.out.exists() && !a.out.is_dir() {
+            return Err(flag(
+                "--out",
+                format!("{} exists and is not a folder", a.out.display()),
+            ));
+        }
+        if a.size == 0 || a.size > MAX_SIZE {
+            return Err(flag(
+                "--size",
+                format!("{} is not in 1..={MAX_SIZE}", a.size),
+            ));
+        }
+        if a.batch_size == 0 {
+            return Err(flag("--batch-size", "must be at least 1".into()));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = match a.threads {
+            Some(0) => return Err(flag("--threads", "must be at least 1".into())),
+            Some(t) => t,
+            None => cores,
+        };
+        if a.max_pixels == 0 {
+            return Err(flag("--max-pixels", "must be at least 1".into()));
+        }
+        let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+        let session = SessionOptions {
+            device: a.device,
+            threads: Some(threads),
+            spin: false,
+        };
+        Ok(Config {
+            data: a.data,
+            model: a.model,
+            out: a.out,
+            size: a.size,
+            batch_size: a.batch_size,
+            threads,
+            session,
+            shard,
+            resize: a.resize,
+            follow_links: a.follow_links,
+            strict: a.strict,
+            quiet: a.quiet,
+            max_pixels: a.max_pixels,
+        })
+    }
+}
+
+impl Config {
+    /// The device asked for.
+    pub(crate) fn device(&self) -> Device {
+        self.session.device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &std::path::Path) -> ExtractArgs {
+        let model = dir.join("m.onnx");
+        std::fs::write(&model, b"x").unwrap();
+        ExtractArgs {
+            data: dir.into(),
+            model,
+            out: dir.join("out"),
+            size: 150,
+            batch_size: 32,
+            device: Device::Cpu,
+            threads: None,
+            shard: None,
+            resize: Resize::Nearest,
+            follow_links: false,
+            strict: false,
+            quiet: false,
+            max_pixels: 10,
+        }
+    }
+
+    #[test]
+    fn shard_syntax() {
+        assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
+        for bad in ["4/4", "1", "a/2", "0/0", "-1/3"] {
+            let e = Shard::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--shard"), "{e}");
+        }
+        let s = Shard::parse("2/3").unwrap();
+        assert_eq!(
+            (0..9).filter(|&k| s.takes(k)).collect::<Vec<_>>(),
+            [2, 5, 8]
+        );
+    }
+
+    #[test]
+    fn flags_are_checked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Config::try_from(args(dir.path())).is_ok());
+        let mut a = args(dir.path());
+        a.size = 0;
+        assert!(Config::try_from(a)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--size"));
+        let mut a = args(dir.path());
+        a.batch_size = 0;
+        assert!(Config::try_from(a)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--batch-size"));
+        let mut a = args(dir.path());
+        a.threads = Some(0);
+        assert!(Config::try_from(a)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--threads"));
+        let mut a = args(dir.path());
+        a.data = dir.path().join("missing");
+        assert!(Config::try_from(a)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--data"));
+        let mut a = args(dir.path());
+        a.out = a.model.clone();
+        assert!(Config::try_from(a)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--out"));
+    }
+}

@@ -1,0 +1,318 @@
+//! One output file: decode in parallel, infer in order, never lose work.
+//!
+//! **Overlap.** A producer thread takes the split's images a batch at a
+//! time and prepares each batch on the rayon pool (read, sha256, cache
+//! look-up, and for the rest decode, resize, preprocess). A bounded channel
+//! of [`QUEUE`] batches hands them to this thread, which runs ONNX Runtime
+//! (its own intra-op threads) while the next batches decode. Memory holds at
+//! most `QUEUE + 2` batches of pixels, whatever the data set's size.
+//!
+//! **Crash safety.** Each encoded batch is written at once as a small,
+//! complete Parquet file in `OUT/.parts/<name>/` (temporary name, then
+//! rename). Only when every image is done is `OUT/<name>.parquet` assembled
+//! from the reused rows and the parts, in flow order, under a temporary name
+//! and renamed over the old file; then the parts are removed. A `kill -9` at
+//! any moment leaves the old output intact and the finished parts in place;
+//! the next run reads them as cache ([`crate::cache`]) and encodes only what
+//! was not finished.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use xfer_features::{FeatureFileReader, FeatureFileWriter, FeatureMeta, FeatureTable};
+
+use crate::cache::{Cache, Hit, RowReader};
+use crate::model::BaseModel;
+use crate::pixels::{self, PixelSpec};
+use crate::progress::Progress;
+use crate::report::{Skip, SplitReport};
+use crate::walk::Item;
+use crate::{Error, Result};
+
+/// Prepared batches waiting for the model.
+const QUEUE: usize = 2;
+
+/// Rows per row group of the final file.
+const ROW_GROUP: usize = 1024;
+
+/// What the run needs besides the images.
+pub(crate) struct Ctx<'a> {
+    pub(crate) out: &'a Path,
+    pub(crate) meta: &'a FeatureMeta,
+    pub(crate) spec: PixelSpec,
+    pub(crate) batch_size: usize,
+    pub(crate) pool: &'a rayon::ThreadPool,
+    pub(crate) quiet: bool,
+}
+
+/// One output file's work: images in flow order, plus what the walk
+/// already skipped, each with its position in the walk (for the order of
+/// the errors file).
+pub(crate) struct Job<'a> {
+    pub(crate) name: String,
+    pub(crate) images: Vec<(usize, &'a Item)>,
+    pub(crate) skipped: Vec<(usize, Skip)>,
+}
+
+enum Prepared {
+    Cached(Hit, [u8; 32]),
+    Pixels(Vec<f32>, [u8; 32]),
+    Bad(String),
+}
+
+fn prepare(item: &Item, cache: &Cache, spec: &PixelSpec) -> Prepared {
+    let bytes = match pixels::read_image_file(&item.path) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Bad(e.0),
+    };
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    if let Some(hit) = cache.lookup(&item.rel, &sha) {
+        return Prepared::Cached(hit, sha);
+    }
+    match pixels::from_bytes(&bytes, spec) {
+        Ok(x) => Prepared::Pixels(x, sha),
+        Err(e) => Prepared::Bad(e.0),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Status {
+    Pending,
+    Done(Hit, [u8; 32]),
+    Bad,
+}
+
+/// A part written by this run: its file, its rows, and which images.
+struct Part {
+    path: PathBuf,
+    rows: Vec<(String, [u8; 32])>,
+    images: Vec<usize>,
+}
+
+/// Files in `dir` named `*.parquet`, sorted (oldest run first).
+fn part_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Extracts one output file (a split, or a shard of one).
+pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Result<SplitReport> {
+    let final_path = ctx.out.join(format!("{}.parquet", job.name));
+    let errors_path = ctx.out.join(format!("{}.errors.csv", job.name));
+    let parts_dir = ctx.out.join(".parts").join(&job.name);
+    let run_id = format!(
+        "{:013}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+        std::process::id()
+    );
+
+    // Earlier work that may be reused: the old output, then leftover parts.
+    let mut cache = Cache::default();
+    let mut final_source = None;
+    if final_path.is_file() {
+        match cache.add_file(&final_path, ctx.meta)? {
+            None => final_source = Some(0),
+            Some(why) if !ctx.quiet => {
+                eprintln!(
+                    "xfer extract: {}: not reused: {why}; re-encoding",
+                    final_path.display()
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    for part in part_files(&parts_dir) {
+        cache.add_file(&part, ctx.meta)?;
+    }
+
+    let n = job.images.len();
+    let mut status = vec![Status::Pending; n];
+    let mut skips: Vec<(usize, Skip)> = job.skipped;
+    let mut parts: Vec<Part> = Vec::new();
+    let mut report = SplitReport {
+        name: job.name.clone(),
+        file: final_path.clone(),
+        ..Default::default()
+    };
+    let mut progress = Progress::new(&job.name, n, ctx.quiet);
+    let started = Instant::now();
+    let dim = ctx.meta.dim;
+
+    // Phase 1: prepare in parallel, encode in order, flush each batch.
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<Prepared>)>(QUEUE);
+        let (images, cache, spec, pool, batch) =
+            (&job.images, &cache, &ctx.spec, ctx.pool, ctx.batch_size);
+        scope.spawn(move || {
+            for (c, chunk) in images.chunks(batch).enumerate() {
+                let prepared: Vec<Prepared> = pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .map(|(_, item)| prepare(item, cache, spec))
+                        .collect()
+                });
+                if tx.send((c * batch, prepared)).is_err() {
+                    break; // the consumer stopped on an error
+                }
+            }
+        });
+        let mut seq = 0usize;
+        for (first, prepared) in rx {
+            let handled = prepared.len();
+            let mut pixels = Vec::new();
+            let mut which = Vec::new();
+            let mut shas = Vec::new();
+            for (k, p) in prepared.into_iter().enumerate() {
+                let i = first + k;
+                match p {
+                    Prepared::Cached(hit, sha) => {
+                        status[i] = Status::Done(hit, sha);
+                        report.reused += 1;
+                    }
+                    Prepared::Bad(reason) => {
+                        status[i] = Status::Bad;
+                        let (pos, item) = job.images[i];
+                        skips.push((
+                            pos,
+                            Skip {
+                                rel: item.rel.clone(),
+                                reason,
+                            },
+                        ));
+                    }
+                    Prepared::Pixels(x, sha) => {
+                        if pixels.is_empty() {
+                            pixels.reserve(x.len() * ctx.batch_size);
+                        }
+                        pixels.extend_from_slice(&x);
+                        which.push(i);
+                        shas.push(sha);
+                    }
+                }
+            }
+            let count = which.len();
+            if count > 0 {
+                let t = Instant::now();
+                let vectors = model.run(&pixels, count, ctx.spec.size)?;
+                report.ort_secs += t.elapsed().as_secs_f64();
+                drop(pixels);
+                let mut table = FeatureTable::empty(ctx.meta.clone());
+                for (k, &i) in which.iter().enumerate() {
+                    let item = job.images[i].1;
+                    table.push(
+                        item.rel.clone(),
+                        item.label,
+                        shas[k],
+                        &vectors[k * dim..(k + 1) * dim],
+                        0,
+                    )?;
+                }
+                let path = parts_dir.join(format!("{run_id}-{seq:06}.parquet"));
+                seq += 1;
+                xfer_features::write_file(&path, &table)?;
+                let rows = table.paths.into_iter().zip(table.sha256).collect();
+                parts.push(Part {
+                    path,
+                    rows,
+                    images: which,
+                });
+                report.encoded += count;
+            }
+            progress.advance(handled, count);
+        }
+        Ok(())
+    })?;
+    report.encode_secs = started.elapsed().as_secs_f64();
+    progress.finish();
+
+    for part in parts {
+        let shas: Vec<[u8; 32]> = part.rows.iter().map(|r| r.1).collect();
+        let source = cache.add_rows(&part.path, part.rows);
+        for (row, i) in part.images.into_iter().enumerate() {
+            status[i] = Status::Done(Hit { source, row }, shas[row]);
+        }
+    }
+
+    // Phase 2: the final file, in flow order, unless it already is exactly that.
+    let done: Vec<(usize, Hit, [u8; 32])> = status
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Status::Done(h, sha) => Some((i, *h, *sha)),
+            _ => None,
+        })
+        .collect();
+    report.rows = done.len();
+    report.skipped = skips.len();
+    let unchanged = final_source.is_some_and(|src| {
+        cache.rows_in(src) == done.len()
+            && done
+                .iter()
+                .enumerate()
+                .all(|(k, (_, h, _))| h.source == src && h.row == k)
+            && FeatureFileReader::open(&final_path, 1).is_ok_and(|r| r.meta() == ctx.meta)
+    });
+    if !unchanged {
+        assemble(&final_path, &cache, &done, &job.images, ctx.meta)?;
+    }
+    match std::fs::remove_dir_all(&parts_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&parts_dir, e)),
+        _ => {}
+    }
+    // Gone only when no other shard or split is still writing parts.
+    let _ = std::fs::remove_dir(ctx.out.join(".parts"));
+    skips.sort_by_key(|(pos, _)| *pos);
+    let skips: Vec<Skip> = skips.into_iter().map(|(_, s)| s).collect();
+    crate::report::write_errors(&errors_path, &skips)?;
+    report.errors_file = (!skips.is_empty()).then_some(errors_path);
+    Ok(report)
+}
+
+/// Writes `path` from cache rows in the given (flow) order, streaming.
+fn assemble(
+    path: &Path,
+    cache: &Cache,
+    done: &[(usize, Hit, [u8; 32])],
+    images: &[(usize, &Item)],
+    meta: &FeatureMeta,
+) -> Result<()> {
+    // How many rows each source still has to give: close it after the last.
+    let mut left = std::collections::HashMap::new();
+    for (_, h, _) in done {
+        *left.entry(h.source).or_insert(0usize) += 1;
+    }
+    let mut reader = RowReader::new(cache);
+    let mut writer = FeatureFileWriter::create(path, meta.clone(), false)?;
+    let mut buf = FeatureTable::empty(meta.clone());
+    for &(i, hit, sha) in done {
+        let item = images[i].1;
+        buf.push(item.rel.clone(), item.label, sha, reader.vector(hit)?, 0)?;
+        let n = left.get_mut(&hit.source).expect("counted above");
+        *n -= 1;
+        if *n == 0 {
+            reader.close(hit.source);
+        }
+        if buf.len() == ROW_GROUP {
+            writer.write(&buf)?;
+            buf = FeatureTable::empty(meta.clone());
+        }
+    }
+    writer.write(&buf)?;
+    if done.is_empty() {
+        // An empty split still gets a file with the schema and metadata.
+        writer.write(&FeatureTable::empty(meta.clone()))?;
+    }
+    writer.finish()?;
+    Ok(())
+}
