@@ -79,9 +79,9 @@ $(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.
 features: $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE)
 
-train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep)
+train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep; TRAIN_ARGS=--baseline)
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
-	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT))
+	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT)) $(TRAIN_ARGS)
 
 report: $(VENV)/.done ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
 	$(VPY) scripts/report.py $(RUN) --data $(DATA)
@@ -109,8 +109,8 @@ bench: $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) ## time xfer against
 	@test -x /usr/bin/time || { echo "make bench needs GNU time: apt-get install -y time" >&2; exit 1; }
 	$(VPY) scripts/bench/run.py --data $(DATA) --xfer $(XFER) --python $(VPY) --keras-python $(KPY) $(BENCH_ARGS)
 
-check-train: $(KERAS_VENV)/.done $(XFER) ## prove xfer train's history equal to Keras model.fit
-	$(KPY) scripts/check_train.py --xfer $(XFER)
+check-train: $(KERAS_VENV)/.done $(XFER) ## prove xfer train's history equal to Keras model.fit (lr 0.001/0.01/0.1, with and without inner)
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_train.py --xfer $(XFER)
 
 clean: ## remove build outputs and venvs (keeps models/, features/, runs/)
 	$(CARGO) clean

@@ -63,6 +63,16 @@ impl TrainConfig {
     }
 }
 
+/// A grid value for a folder name: plain decimals in the usual range
+/// (`0.0001`, `0.5`, `100`), exponent form outside it (`1e-7`, `1e38`).
+fn short_number(x: f64) -> String {
+    if x == 0.0 || (1e-5..1e6).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 fn distinct<T: PartialEq + std::fmt::Debug>(flag: &'static str, values: &[T]) -> Result<()> {
     for (i, v) in values.iter().enumerate() {
         if values[..i].contains(v) {
@@ -133,12 +143,12 @@ impl TryFrom<TrainArgs> for TrainConfig {
         for &lr in &a.lr {
             for &inner in &inners {
                 for &dropout in &dropouts {
-                    let mut name = format!("lr{lr}");
+                    let mut name = format!("lr{}", short_number(lr));
                     if !a.inner.is_empty() {
                         name += &format!("-inner{}", inner.unwrap_or(0));
                     }
                     if !a.dropout.is_empty() {
-                        name += &format!("-dropout{dropout}");
+                        name += &format!("-dropout{}", short_number(dropout));
                     }
                     grid.push(HeadConfig {
                         name,
@@ -269,6 +279,9 @@ mod tests {
         assert_eq!(c.grid[7].name, "lr0.01-inner100-dropout0.5");
         assert_eq!(c.grid[7].inner, Some(100));
         assert!(c.is_sweep());
+        let c = parse(&["--lr", "1e-7,0.0001,1e38"]).unwrap();
+        let names: Vec<&str> = c.grid.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, vec!["lr1e-7", "lr0.0001", "lr1e38"]);
     }
 
     #[test]
