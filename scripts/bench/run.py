@@ -755,6 +755,10 @@ class Report:
                    f"{fmt_s(dec)} ({dec / n * 1000:.1f} ms per image, one thread), "
                    f"`session.run` {fmt_s(inf)}; decoding is {dec / (dec + inf):.0%} of the work, "
                    "so inference bounds every pipeline here.")
+        self.w("- Same ONNX file, same ONNX Runtime build (1.32.0 from the PyPI wheel: xfer loads "
+               "its shared library), same intra-op thread count. The Python scripts keep "
+               "onnxruntime's defaults (idle intra-op threads spin); xfer turns spinning off so "
+               "that its decode threads get the CPU.")
         if ort_session:
             self.w(f"- Building the ORT session (load + graph optimisation) takes {fmt_s(ort_session)}, "
                    "paid once per process by every pipeline.")
@@ -838,6 +842,11 @@ class Report:
                    f"the steady rate ({k_ips:.1f} images/s; `fit` with `validation_data` runs the "
                    "frozen base over train and validation every epoch) + the head's fit "
                    f"({fmt_s(fit)}).")
+            t = self.train_rows()
+            if t:
+                only = k_est - n / k_ips + 10 * t / k_ips + fit
+                self.w(f"  Counting the {t} train images only (validation free): {fmt_s(only)}, "
+                       f"{fmt_x(ratio(only, xfer))} xfer train's time.")
             ext = med(self.row("extract.xfer"))
             if ext and xfer:
                 self.w(f"- xfer's way, extract once + train: {fmt_s(ext + xfer)}; "
