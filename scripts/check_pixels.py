@@ -17,6 +17,12 @@ batching, Parquet), so equal rows mean equal vectors for any base.
 
   check_pixels.py --xfer target/release/xfer --data ../shared/clothing-dataset-small --sample 200
   check_pixels.py --xfer target/release/xfer --synthetic     # every PIL mode/format we read
+  check_pixels.py --features OUT --data DATA --model M.onnx   # an existing extract output
+
+The last form checks a feature folder written by `xfer extract` with the
+readers users have: pyarrow (Arrow types, `xfer.*` metadata), pandas and
+DuckDB (readable, row counts), Keras's own file order, hashlib's sha256, and
+ONNX Runtime on the Keras pixels (vectors within 1e-5).
 
 Prints the maximum absolute difference (in 0..255 pixel units for `raw`) and
 exits 1 when it is not zero. Needs numpy, pillow, onnx, pyarrow (.venv).
@@ -200,9 +206,99 @@ def synthetic(tmp, seed=0):
     return sorted(os.listdir(d))
 
 
+# --- checking a finished feature folder ---------------------------------------
+
+def keras_files(split_dir, follow_links=False):
+    """(class, relative path) in flow_from_directory order: Keras's own
+    class listing and `_iter_valid_files` (keras/src/legacy/preprocessing/image.py)."""
+    classes = [c for c in sorted(os.listdir(split_dir)) if os.path.isdir(os.path.join(split_dir, c))]
+    out = []
+    for c in classes:
+        top = os.path.join(split_dir, c)
+        for root, _, files in sorted(os.walk(top, followlinks=follow_links), key=lambda x: x[0]):
+            for fname in sorted(files):
+                if fname.lower().endswith(EXTS):
+                    out.append((c, os.path.relpath(os.path.join(root, fname), split_dir)))
+    return classes, out
+
+
+def verify_features(out, data, model, resize="nearest"):
+    import hashlib
+    import json
+
+    import duckdb
+    import onnxruntime as ort
+    import pandas as pd
+    import pyarrow as pa
+
+    problems = []
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    props = sess.get_modelmeta().custom_metadata_map
+    splits = [s for s in ("train", "validation", "test") if os.path.isdir(os.path.join(data, s))]
+    layout = [(s, os.path.join(data, s), s + "/") for s in splits] or [("train", data, "")]
+    worst = 0.0
+    for split, split_dir, prefix in layout:
+        path = os.path.join(out, split + ".parquet")
+        t = pq.read_table(path)
+        meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+        kv = pq.ParquetFile(path).metadata.metadata
+        kv = {k.decode(): v.decode() for k, v in kv.items() if k.decode().startswith("xfer.")}
+        dim = int(props["xfer.dim"])
+        want_types = {"path": pa.string(), "class": pa.string(), "label": pa.int32(),
+                      "sha256": pa.binary(32), "features": pa.list_(pa.float32(), dim)}
+        for name, typ in want_types.items():
+            got = t.schema.field(name).type if name in t.schema.names else None
+            # the list's item field may be named "item" and be non-nullable
+            if got is None or (got != typ and not (pa.types.is_fixed_size_list(got) and got.list_size == dim
+                                                   and got.value_type == pa.float32())):
+                problems.append(f"{split}: column {name} is {got}, expected {typ}")
+        classes, files = keras_files(split_dir)
+        if json.loads(kv.get("xfer.classes", "null")) != classes:
+            problems.append(f"{split}: xfer.classes {kv.get('xfer.classes')} != {classes}")
+        for key in ("xfer.backbone", "xfer.preprocess", "xfer.dim", "xfer.pretrained"):
+            if kv.get(key) != props.get(key):
+                problems.append(f"{split}: {key} is {kv.get(key)!r}, the model says {props.get(key)!r}")
+        size = int(kv.get("xfer.size", "0x0").split("x")[0])
+        with open(model, "rb") as f:
+            if kv.get("xfer.model_sha256") != hashlib.sha256(f.read()).hexdigest():
+                problems.append(f"{split}: xfer.model_sha256 is not the model file's")
+        if kv.get("xfer.resize") != resize:
+            problems.append(f"{split}: xfer.resize {kv.get('xfer.resize')!r}")
+        paths = t.column("path").to_pylist()
+        want_paths = [prefix + rel for _, rel in files]
+        if paths != want_paths:
+            problems.append(f"{split}: rows are not in flow_from_directory order "
+                            f"(first difference at {next((i for i, (a, b) in enumerate(zip(paths, want_paths)) if a != b), min(len(paths), len(want_paths)))})")
+        labels = t.column("label").to_pylist()
+        if labels != [classes.index(c) for c, _ in files][:len(labels)] or t.column("class").to_pylist() != [classes[i] for i in labels]:
+            problems.append(f"{split}: labels or class names do not match the class folders")
+        feats = t.column("features").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(len(t), -1)
+        for i, rel in enumerate(paths):
+            full = os.path.join(data, rel)
+            with open(full, "rb") as f:
+                if hashlib.sha256(f.read()).digest() != t.column("sha256")[i].as_py():
+                    problems.append(f"{rel}: sha256 differs")
+            x = keras_input(full, size, resize, props["xfer.preprocess"]).reshape(1, 3, size, size)
+            v = sess.run([props["xfer.output"]], {props["xfer.input"]: x})[0][0]
+            worst = max(worst, float(np.abs(v - feats[i]).max()))
+        df = pd.read_parquet(path)
+        n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
+        if len(df) != len(t) or n != len(t):
+            problems.append(f"{split}: pandas {len(df)} / DuckDB {n} rows, pyarrow {len(t)}")
+        del meta
+    if worst > 1e-5:
+        problems.append(f"vectors differ from ONNX Runtime on Keras pixels by {worst:g}")
+    print(f"check_pixels: {out}: {'OK' if not problems else 'PROBLEMS'}; max vector difference {worst:g}")
+    for p in problems:
+        print("  " + p)
+    return 1 if problems else 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--xfer", required=True, help="the xfer binary")
+    p.add_argument("--xfer", help="the xfer binary")
+    p.add_argument("--features", help="check this existing output of xfer extract (with --data, --model)")
+    p.add_argument("--model", help="with --features: the base it was made with")
     p.add_argument("--data", help="a flow_from_directory folder to sample")
     p.add_argument("--synthetic", action="store_true", help="generated images of every mode and format")
     p.add_argument("--sample", type=int, default=200, help="images sampled from --data (0: all)")
@@ -212,6 +308,12 @@ def main(argv=None):
     p.add_argument("--preprocess", default="raw", choices=metadata.PREPROCESS_MODES)
     p.add_argument("--keep", help="keep the work folder here")
     args = p.parse_args(argv)
+    if args.features:
+        if not (args.data and args.model):
+            p.error("--features needs --data and --model")
+        return verify_features(args.features, args.data, args.model, args.resize)
+    if not args.xfer:
+        p.error("--xfer is required")
     if bool(args.data) == args.synthetic:
         p.error("give --data DIR or --synthetic")
     tmp = args.keep or tempfile.mkdtemp(prefix="check_pixels-")

@@ -217,6 +217,13 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
 fn decode_with_image(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<Rgb8, BadImage> {
     let name = format!("{format:?}").to_uppercase();
     let err = |e: image::ImageError| bad(format!("broken {name} data: {e}"));
+    if format == ImageFormat::Png && bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
+        // PIL checks the pixel count from IHDR at open, before any data is
+        // read; the decoder below would first want the image data.
+        let be =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        check_size(be(16), be(20), max_pixels)?;
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // Our own limit (PIL's) is checked below; the crate's default 512 MiB
     // allocation cap would refuse images PIL reads.
