@@ -101,6 +101,11 @@ fmt: ## format the code
 check-export: $(KERAS_VENV)/.done ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
 	KERAS_BACKEND=jax $(KPY) scripts/check_export.py --data $(DATA)
 
+PIXEL_SAMPLE ?= 400
+check-pixels: $(VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
+	$(VPY) scripts/check_pixels.py --xfer $(XFER) --data $(DATA) --sample $(PIXEL_SAMPLE) --size $(SIZE)
+	$(VPY) scripts/check_pixels.py --xfer $(XFER) --synthetic --size $(SIZE)
+
 check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
 
