@@ -83,10 +83,11 @@ def preprocess(batch, mode):
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def ort_session(model, threads, provider="cpu"):
+def ort_session(model, threads, provider="cpu", spin=True):
     """An onnxruntime session with THREADS intra-op threads (one inter-op
     thread, sequential execution, ORT's other defaults), and the model's
-    xfer.* metadata. PROVIDER cuda takes the CUDA provider only, and fails
+    xfer.* metadata. SPIN False turns off the spinning of idle intra-op
+    threads (xfer's setting). PROVIDER cuda takes the CUDA provider only, and fails
     (ValueError, saying why) when this onnxruntime lacks it."""
     import onnxruntime as ort
 
@@ -94,6 +95,8 @@ def ort_session(model, threads, provider="cpu"):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if provider == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():

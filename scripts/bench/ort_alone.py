@@ -27,12 +27,14 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--no-spin", action="store_true",
+                   help="idle intra-op threads sleep instead of spinning (xfer's setting)")
     p.add_argument("--json-out")
     a = p.parse_args(argv)
     x = np.load(a.input, mmap_mode="r")
     t0 = time.perf_counter()
     try:
-        sess, meta = benchlib.ort_session(a.model, a.threads, a.provider)
+        sess, meta = benchlib.ort_session(a.model, a.threads, a.provider, spin=not a.no_spin)
     except ValueError as e:
         raise SystemExit(f"ort_alone: {e}")
     t1 = time.perf_counter()
@@ -49,7 +51,7 @@ def main(argv=None):
     t2 = time.perf_counter()
     rec = {"session_s": t1 - t0, "infer_s": infer, "total_s": t2 - t0, "images": len(x),
            "batch_size": a.batch_size, "threads": a.threads, "dim": dim,
-           "provider": a.provider}
+           "provider": a.provider, "spin": not a.no_spin}
     benchlib.append_json(a.json_out, rec)
     print(f"ort_alone: {len(x)} images, session {rec['session_s']:.2f} s, "
           f"infer {infer:.2f} s ({len(x) / infer:.1f} images/s)")

@@ -177,7 +177,9 @@ class Bench:
                     self.log(f"{s['key']}: failed: {row['error']}")
                     continue
                 with open(hf_json) as f:
-                    row["runs"].append(json.load(f)["results"][0]["times"][0])
+                    hf = json.load(f)["results"][0]
+                row["runs"].append(hf["times"][0])
+                row.setdefault("cpu", []).append(hf["user"] + hf["system"])
                 if row["command"].startswith(rel(self.a.xfer) + " extract"):
                     row.setdefault("xfer_report", []).append(parse_xfer_extract(p.stdout + p.stderr))
                 try:
@@ -228,8 +230,6 @@ class Bench:
         help_text = self.xfer_help("extract") or ""
         if "--device" in help_text:
             argv += ["--device", device]
-        if "--quiet" in help_text:
-            argv.append("--quiet")
         return argv
 
     def ensure_model(self):
@@ -294,6 +294,10 @@ class Bench:
                           argv=[rel(self.a.python), "scripts/bench/ort_alone.py", "--input", rel(npy),
                                 "--model", rel(self.model), "--batch-size", str(self.a.batch_size),
                                 "--threads", str(self.a.threads)], json=True, images=n))
+        specs.append(dict(key="extract.ort_nospin", label="ONNX Runtime alone, no spinning",
+                          argv=[rel(self.a.python), "scripts/bench/ort_alone.py", "--input", rel(npy),
+                                "--model", rel(self.model), "--batch-size", str(self.a.batch_size),
+                                "--threads", str(self.a.threads), "--no-spin"], json=True, images=n))
         specs.append(dict(key="extract.python", label="Python pipeline: PIL + numpy + onnxruntime",
                           argv=[rel(self.a.python), "scripts/bench/python_pipeline.py", "--data",
                                 rel(self.data), "--model", rel(self.model), "--size", str(self.a.size),
@@ -711,39 +715,56 @@ class Report:
         py = med(self.row("extract.python"))
         krow = self.row("extract.keras")
         keras, keras_ips = keras_extract_estimate(krow, n or 0)
-        self.w("| pipeline | seconds | images/s | time / xfer's | peak RSS | cmd |")
-        self.w("| --- | ---: | ---: | ---: | ---: | --- |")
+        nospin = imed(self.row("extract.ort_nospin"), "total_s")
+        self.w("| pipeline | seconds | images/s | time / xfer's | CPU s | peak RSS | cmd |")
+        self.w("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
 
-        def line(label, key, secs, rss_row=None, note=""):
+        def line(label, key, secs, note=""):
             st = self.status(key)
             if st:
-                self.w(f"| {label} | {st} | | | | |")
+                self.w(f"| {label} | {st} | | | | | |")
                 return
-            r = rss_row or self.row(key)
-            ips = n / secs if n and secs else None
-            self.w(f"| {label}{note} | {fmt_s(secs)} | {ips:.1f} | {fmt_x(ratio(secs, xfer))} | "
-                   f"{fmt_mib(med(r, 'rss_kb'))} | {self.ref(key)} |")
+            r = self.row(key)
+            ips = f"{n / secs:.1f}" if n and secs else "n/a"
+            self.w(f"| {label}{note} | {fmt_s(secs)} | {ips} | {fmt_x(ratio(secs, xfer))} | "
+                   f"{fmt_s(med(r, 'cpu'))} | {fmt_mib(med(r, 'rss_kb'))} | {self.ref(key)} |")
+
+        def sub(label, secs):
+            if secs is not None:
+                self.w(f"| ↳ {label} | {fmt_s(secs)} | {n / secs:.1f} | "
+                       f"{fmt_x(ratio(secs, xfer))} | | | |")
         line("`xfer extract`, whole process", "extract.xfer", xfer)
         line("ONNX Runtime alone on decoded batches: session + batch loop", "extract.ort", ort_total)
-        if ort_infer is not None:
-            self.w(f"| ↳ of which `session.run` only | {fmt_s(ort_infer)} | {n / ort_infer:.1f} | "
-                   f"{fmt_x(ratio(ort_infer, xfer))} | | |")
-            self.w(f"| ↳ the same script, whole process (Python start, imports) | {fmt_s(ort_whole)} | "
-                   f"{n / ort_whole:.1f} | {fmt_x(ratio(ort_whole, xfer))} | | |")
+        sub("of which `session.run` only", ort_infer)
+        sub("the same script, whole process (Python start, imports)", ort_whole)
+        if self.row("extract.ort_nospin"):
+            line("ONNX Runtime alone, idle threads not spinning (xfer's setting)",
+                 "extract.ort_nospin", nospin)
         line("Python pipeline (PIL + numpy + onnxruntime, batch 32), whole process",
              "extract.python", py)
         sample = (krow or {}).get("sample")
         note = (f" — estimated from a {sample}-image sample (see below)" if sample else "")
         line("Keras 3 on JAX: `flow_from_directory` + `predict`", "extract.keras", keras, note=note)
         self.flush_cmds()
+        self.w("Seconds and images/s: wall time, median of the runs. CPU s: user + system time "
+               "of the whole process (less sensitive to the other work on the machine, but "
+               "spinning ORT threads count as busy).")
+        self.w()
         if xfer:
             r = ratio(xfer, ort_total)
             if r is not None:
                 verdict = ("within the 10% target of issue 3" if r <= 1.10 else
                            "**outside the 10% target of issue 3**")
-                self.w(f"- **xfer / ORT alone = {r:.3f}** (whole `xfer extract` process against "
+                self.w(f"- **xfer / ORT alone = {r:.2f}** (whole `xfer extract` process against "
                        f"ORT's session build + batch loop on the same batches already decoded): "
-                       f"{verdict}. Against `session.run` alone: {fmt_x(ratio(xfer, ort_infer))}.")
+                       f"{verdict}. Against `session.run` alone: {fmt_x(ratio(xfer, ort_infer))}"
+                       + (f"; against ORT alone with xfer's no-spin setting: "
+                          f"{fmt_x(ratio(xfer, nospin))}" if nospin else "") + ".")
+            busy = benchlib.median([r.get("busy_pct") for r in
+                                    self.row("extract.xfer").get("xfer_report") or []])
+            if busy is not None:
+                self.w(f"- xfer's own timer: ONNX Runtime was running {busy:.0f}% of xfer's "
+                       f"encoding time; decoding overlapped the rest.")
             if py:
                 self.w(f"- The Python pipeline takes **{fmt_x(ratio(py, xfer))}** xfer's time.")
             if keras:
