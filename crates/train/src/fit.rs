@@ -11,7 +11,8 @@
 //!
 //! Backward pass of `z = dropout(relu(x·W1 + b1))·W2 + b2` with
 //! `dz = (softmax(z) - onehot(y)) / B` from [`crate::loss`]:
-//! `dW2 = hᵀ·dz`, `db2 = Σ_rows dz`, `dh = (dz·W2ᵀ) ⊙ keep/(1-p) ⊙ [a > 0]`,
+//! `dW2 = hᵀ·dz`, `db2 = Σ_rows dz`, `dh = (dz·W2ᵀ) ⊙ mask ⊙ [a > 0]` (mask:
+//! 0 or `1/(1-p)`, Keras's inverted dropout),
 //! `dW1 = xᵀ·dh`, `db1 = Σ_rows dh` (without the inner layer only the first
 //! two). A batch whose loss is NaN or infinite stops the run (the update is
 //! not applied), as Keras's `TerminateOnNaN` would.
@@ -19,7 +20,7 @@
 //! All buffers are allocated once per run; a step only runs three to five
 //! sgemm calls ([`crate::gemm`]) and a few linear passes.
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::adam::{Adam, AdamParams};
@@ -85,12 +86,14 @@ struct Work {
     yb: Vec<u32>,
     a: Vec<f32>,
     h: Vec<f32>,
-    keep: Vec<bool>,
+    /// Random bits and the batch's dropout factors (0 or 1/(1-p)).
+    bits: Vec<u16>,
+    scale: Vec<f32>,
     z: Vec<f32>,
     dz: Vec<f32>,
     dh: Vec<f32>,
     grads: [Vec<f32>; 4],
-    rng: ChaCha8Rng,
+    rng: SplitMix64,
 }
 
 /// Adam's tensor indexes.
@@ -107,6 +110,39 @@ fn sizes(head: &Head) -> [usize; 4] {
     [ik, ib, head.dense.kernel.len(), head.dense.bias.len()]
 }
 
+/// SplitMix64 (Steele, Lea & Flood 2014): 64 well-mixed bits per step
+/// from a counter. Dropout on 2048-wide vectors needs millions of draws per
+/// epoch; this is several times cheaper than ChaCha, and being spelled out
+/// here its stream never changes with a dependency upgrade.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Keras's inverted dropout factors: 0 with probability `p`, else
+/// `1 / (1 - p)`. Each value compares 16 random bits with `p·2¹⁶`, so `p`
+/// is honoured to 1/65536; bits are drawn first so the compare vectorises.
+fn dropout_scales(rng: &mut SplitMix64, bits: &mut [u16], scale: &mut [f32], p: f32) {
+    for chunk in bits.chunks_mut(4) {
+        let r = rng.next().to_le_bytes();
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = u16::from_le_bytes([r[2 * i], r[2 * i + 1]]);
+        }
+    }
+    let threshold = (f64::from(p) * 65536.0).round() as u32;
+    let keep = 1.0 / (1.0 - p);
+    for (s, &b) in scale.iter_mut().zip(bits.iter()) {
+        *s = if u32::from(b) >= threshold { keep } else { 0.0 };
+    }
+}
+
 fn column_sums(m: &[f32], cols: usize, out: &mut [f32]) {
     out.iter_mut().for_each(|v| *v = 0.0);
     for row in m.chunks_exact(cols) {
@@ -120,8 +156,6 @@ impl Work {
     fn new(head: &Head, rows: usize, dropout: f32, seed: u64) -> Work {
         let (d, c) = (head.dim(), head.dense.outputs);
         let hw = head.inner_size().unwrap_or(0);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(2);
         let rows_h = rows.max(EVAL_ROWS);
         Work {
             dropout,
@@ -129,12 +163,14 @@ impl Work {
             yb: Vec::with_capacity(rows),
             a: vec![0.0; rows * hw],
             h: vec![0.0; rows_h * hw],
-            keep: vec![true; rows * hw.max(d)],
+            bits: vec![0; if dropout > 0.0 { rows * hw.max(d) } else { 0 }],
+            scale: vec![0.0; if dropout > 0.0 { rows * hw.max(d) } else { 0 }],
             z: vec![0.0; rows_h * c],
             dz: vec![0.0; rows * c],
             dh: vec![0.0; rows * hw],
             grads: sizes(head).map(|n| vec![0.0; n]),
-            rng,
+            // A stream apart from the init (ChaCha stream 0) and shuffling (1).
+            rng: SplitMix64(seed ^ 0xD20F_0D20_F0D2_0F0D),
         }
     }
 
@@ -155,7 +191,8 @@ impl Work {
             yb,
             a,
             h,
-            keep,
+            bits,
+            scale,
             z,
             dz,
             dh,
@@ -174,13 +211,12 @@ impl Work {
                 xb[k * d..(k + 1) * d].copy_from_slice(&split.x[i * d..(i + 1) * d]);
             }
             if input_dropout {
-                for v in &mut xb[..b * d] {
-                    *v = if rng.gen::<f32>() >= p {
-                        *v / (1.0 - p)
-                    } else {
-                        0.0
-                    };
-                }
+                let scale = &mut scale[..b * d];
+                dropout_scales(rng, &mut bits[..b * d], scale, p);
+                xb[..b * d]
+                    .iter_mut()
+                    .zip(scale.iter())
+                    .for_each(|(v, s)| *v *= s);
             }
             &xb[..b * d]
         };
@@ -192,18 +228,18 @@ impl Work {
             }
             Some(inner) => {
                 let hw = inner.outputs;
-                let (a, h, keep) = (&mut a[..b * hw], &mut h[..b * hw], &mut keep[..b * hw]);
+                let (a, h) = (&mut a[..b * hw], &mut h[..b * hw]);
                 inner.forward(x, b, a);
-                for ((hv, &av), k) in h.iter_mut().zip(a.iter()).zip(keep.iter_mut()) {
-                    let r = av.max(0.0);
-                    *k = p == 0.0 || rng.gen::<f32>() >= p;
-                    *hv = if !*k {
-                        0.0
-                    } else if p > 0.0 {
-                        r / (1.0 - p)
-                    } else {
-                        r
-                    };
+                if p > 0.0 {
+                    let scale = &mut scale[..b * hw];
+                    dropout_scales(rng, &mut bits[..b * hw], scale, p);
+                    for ((hv, &av), &s) in h.iter_mut().zip(a.iter()).zip(scale.iter()) {
+                        *hv = av.max(0.0) * s;
+                    }
+                } else {
+                    h.iter_mut()
+                        .zip(a.iter())
+                        .for_each(|(hv, &av)| *hv = av.max(0.0));
                 }
                 head.dense.forward(h, b, z);
                 cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
@@ -217,24 +253,17 @@ impl Work {
             None => gemm::at_b(x, dz, g_dk, b, d, c),
             Some(inner) => {
                 let hw = inner.outputs;
-                let (a, h, keep, dh) = (
-                    &a[..b * hw],
-                    &h[..b * hw],
-                    &keep[..b * hw],
-                    &mut dh[..b * hw],
-                );
+                let (a, h, dh) = (&a[..b * hw], &h[..b * hw], &mut dh[..b * hw]);
                 gemm::at_b(h, dz, g_dk, b, hw, c);
                 gemm::a_bt(dz, &head.dense.kernel, dh, b, c, hw);
-                for ((g, &av), &k) in dh.iter_mut().zip(a).zip(keep) {
-                    *g = if av > 0.0 && k {
-                        if p > 0.0 {
-                            *g / (1.0 - p)
-                        } else {
-                            *g
-                        }
-                    } else {
-                        0.0
-                    };
+                if p > 0.0 {
+                    for ((g, &av), &s) in dh.iter_mut().zip(a).zip(&scale[..b * hw]) {
+                        *g = if av > 0.0 { *g * s } else { 0.0 };
+                    }
+                } else {
+                    for (g, &av) in dh.iter_mut().zip(a) {
+                        *g = if av > 0.0 { *g } else { 0.0 };
+                    }
                 }
                 gemm::at_b(x, dh, g_ik, b, d, hw);
                 column_sums(dh, hw, g_ib);
@@ -508,6 +537,21 @@ mod tests {
             let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
             assert_abs_diff_eq!(g[t][k] as f64, numeric, epsilon = 2e-3);
         }
+    }
+
+    #[test]
+    fn dropout_drops_p_and_keeps_the_mean() {
+        let mut rng = SplitMix64(4);
+        let n = 100_001;
+        let (mut bits, mut scale) = (vec![0u16; n], vec![0f32; n]);
+        dropout_scales(&mut rng, &mut bits, &mut scale, 0.3);
+        let dropped = scale.iter().filter(|&&s| s == 0.0).count() as f64 / n as f64;
+        assert_abs_diff_eq!(dropped, 0.3, epsilon = 0.01);
+        let mean = scale.iter().map(|&s| s as f64).sum::<f64>() / n as f64;
+        assert_abs_diff_eq!(mean, 1.0, epsilon = 0.02);
+        assert!(scale
+            .iter()
+            .all(|&s| s == 0.0 || (s - 1.0 / 0.7).abs() < 1e-6));
     }
 
     #[test]
