@@ -59,8 +59,11 @@ def load(features, split):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables(pq.read_table(p) for p in split_files(features, split))
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    files = split_files(features, split)
+    table = pa.concat_tables(pq.read_table(p) for p in files)
+    # the xfer.* entries are Parquet key-value metadata (not in the embedded
+    # Arrow schema when xfer wrote the file)
+    meta = {k.decode(): v.decode() for k, v in (pq.read_metadata(files[0]).metadata or {}).items()}
     classes = json.loads(meta["xfer.classes"])
     col = table.column("features").combine_chunks()
     x = col.flatten().to_numpy().reshape(len(table), -1).astype(np.float32, copy=False)

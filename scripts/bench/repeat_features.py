@@ -26,13 +26,19 @@ def main(argv=None):
     p.add_argument("--val", default="validation")
     a = p.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
-    src = pq.read_table(os.path.join(a.features, f"{a.train}.parquet"))
+    path = os.path.join(a.features, f"{a.train}.parquet")
+    src = pq.read_table(path)
+    # xfer writes its xfer.* entries as Parquet key-value metadata, outside
+    # the embedded Arrow schema: carry them over as the schema's metadata,
+    # which pyarrow writes back as key-value metadata
+    kv = {k: v for k, v in (pq.read_metadata(path).metadata or {}).items()
+          if k != b"ARROW:schema"}
     parts = []
     for k in range(a.times):
         t = src.set_column(src.schema.get_field_index("path"), src.schema.field("path"),
                            pc.binary_join_element_wise(src.column("path"), f"#{k}", ""))
         parts.append(t)
-    out = pa.concat_tables(parts).replace_schema_metadata(src.schema.metadata)
+    out = pa.concat_tables(parts).replace_schema_metadata(kv)
     pq.write_table(out, os.path.join(a.out, f"{a.train}.parquet"), compression="snappy",
                    row_group_size=1024)
     shutil.copyfile(os.path.join(a.features, f"{a.val}.parquet"),

@@ -587,7 +587,9 @@ def fmt_s(s):
 
 
 def fmt_x(x):
-    return "n/a" if x is None else f"{x:.2f}x"
+    if x is None:
+        return "n/a"
+    return f"{x:.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
 
 
 def fmt_mib(kb):
@@ -942,9 +944,18 @@ class Report:
                    f"{self.ref(key)} |")
         self.flush_cmds()
         if rss1 and rss4:
-            self.w(f"- 4x the data costs **{rss4 / rss1:.2f}x** the memory of 1x: memory is bounded "
-                   "by the batch and the model, not by the data set (rows stream to the Parquet "
-                   "writer).")
+            grow = rss4 / rss1
+            if grow <= 1.25:
+                self.w(f"- 4x the data costs **{grow:.2f}x** the memory of 1x: memory is bounded "
+                       "by the batch and the model, not by the data set (rows stream to the "
+                       "Parquet writer).")
+            elif n:
+                per = (rss4 - rss1) * 1024 / (3 * n)
+                self.w(f"- **Memory grows with the data**: 4x the images cost {grow:.2f}x the "
+                       f"peak RSS of 1x, {per / 1024:.1f} KiB more per extra image (a vector is "
+                       f"{self.dim() * 4 / 1024:.0f} KiB). Something holds per-image state for a "
+                       "whole split, "
+                       "not only a batch.")
         if four and four.get("runs") and len(four["runs"]) < 3:
             self.w(f"- The 4x row is the median of {len(four['runs'])} run(s) (`--memory-runs`).")
         py = med(self.row("extract.python"), "rss_kb")
@@ -985,7 +996,6 @@ class Report:
         t2 = med(self.row("scaling.extract.t2b32"))
         if t1 and t2:
             self.w(f"- 2 threads run {t1 / t2:.2f}x as fast as 1 (2 cores, shared with other work).")
-            self.w()
         self.w()
         self.w("| `xfer train`, 10 epochs, whole process | train vectors | seconds | time / x1's "
                "| ms per 1k vectors | peak RSS | cmd |")
@@ -1008,6 +1018,13 @@ class Report:
         if ls:
             self.w(f"Load: {ls}")
             self.w()
+
+    def dim(self):
+        for key in ("extract.ort", "extract.ort_nospin"):
+            r = self.row(key)
+            if r and r.get("internal"):
+                return r["internal"][0].get("dim") or 2048
+        return 2048
 
     def train_rows(self):
         r = self.row("train.keras")
