@@ -76,12 +76,30 @@ fn range(values: impl Iterator<Item = f32>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Where a chart's legend goes.
+#[derive(Debug, Clone, Copy)]
+enum Legend {
+    None,
+    Low,
+    High,
+}
+
+/// Colour of series `i` of `n`: the fixed palette while it lasts, then
+/// hues spread around the wheel so a large sweep keeps lines apart.
+fn color(i: usize, n: usize) -> RGBColor {
+    if n <= PALETTE.len() {
+        return PALETTE[i];
+    }
+    let (r, g, b) = HSLColor(i as f64 / n as f64, 0.75, 0.42).rgb();
+    RGBColor(r, g, b)
+}
+
 /// One line chart over epochs 1..=n.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     series: &[(String, &[f32])],
-    legend_low: bool,
+    legend: Legend,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -116,7 +134,7 @@ where
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for (i, (name, values)) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let color = color(i, series.len());
         let points: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
@@ -134,13 +152,14 @@ where
                 .map(|p| Circle::new(p, 3, color.filled())),
         )?;
     }
+    let position = match legend {
+        Legend::None => return Ok(()),
+        Legend::Low => SeriesLabelPosition::LowerRight,
+        Legend::High => SeriesLabelPosition::UpperRight,
+    };
     chart
         .configure_series_labels()
-        .position(if legend_low {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperRight
-        })
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
         .label_font((FONT, 14))
@@ -160,7 +179,7 @@ pub(crate) fn curves(path: &Path, h: &History, title: &str) -> Result<()> {
                 ("train".into(), &h.loss),
                 ("validation".into(), &h.val_loss),
             ],
-            false,
+            Legend::High,
         )?;
         panel(
             &right,
@@ -169,21 +188,42 @@ pub(crate) fn curves(path: &Path, h: &History, title: &str) -> Result<()> {
                 ("train".into(), &h.accuracy),
                 ("validation".into(), &h.val_accuracy),
             ],
-            true,
+            Legend::Low,
         )?;
         Ok(())
     })
 }
 
-/// `sweep.png`: validation accuracy per epoch of every configuration.
+/// `sweep.png`: validation accuracy per epoch of every configuration, the
+/// legend beside the chart, ranked by best validation accuracy.
 pub(crate) fn sweep(path: &Path, runs: &[(String, &History)]) -> Result<()> {
     let series: Vec<(String, &[f32])> = runs
         .iter()
         .map(|(n, h)| (n.clone(), h.val_accuracy.as_slice()))
         .collect();
-    let height = 480 + 18 * series.len().saturating_sub(8) as u32;
-    draw(path, (1000, height), |root| {
-        panel(root, "validation accuracy", &series, true)
+    let best = |v: &[f32]| v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut ranked: Vec<usize> = (0..series.len()).collect();
+    ranked.sort_by(|&a, &b| best(series[b].1).total_cmp(&best(series[a].1)));
+    let longest = series
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(4) as u32;
+    let legend_width = 90 + 8 * longest;
+    let height = 520.max(70 + 20 * series.len() as u32);
+    draw(path, (900 + legend_width, height), |root| {
+        let (chart, legend) = root.split_horizontally(900);
+        panel(&chart, "validation accuracy", &series, Legend::None)?;
+        let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        legend.draw(&Text::new("best  configuration", (10, 40), style.clone()))?;
+        for (row, &i) in ranked.iter().enumerate() {
+            let y = 62 + 20 * row as i32;
+            let c = color(i, series.len());
+            legend.draw(&PathElement::new(vec![(10, y), (34, y)], c.stroke_width(3)))?;
+            let label = format!("{:.4}  {}", best(series[i].1), series[i].0);
+            legend.draw(&Text::new(label, (42, y), style.clone()))?;
+        }
+        Ok(())
     })
 }
 
