@@ -1,17 +1,19 @@
 //! `xfer train` and `xfer eval`: the dense softmax head on cached vectors.
 //!
 //! The vectors of a features folder are loaded once into contiguous `f32`
-//! ([`data`]), a head `Dense(C)` or `Dense(H, relu) → Dropout → Dense(C)`
+//! (`data.rs`), a head `Dense(C)` or `Dense(H, relu) → Dropout → Dense(C)`
 //! ([`head`]) is fitted with categorical cross-entropy from logits
-//! ([`loss`]) and a hand-written Adam ([`adam`]) in a loop that reproduces
-//! Keras's `model.fit` number for number ([`fit`]); lists of
-//! hyperparameters run as a parallel grid ([`sweep`]). Every run leaves a
-//! folder of history, heads, metrics and plots ([`run_dir`]). `eval` scores
-//! a saved head on any split ([`eval`]).
+//! (`loss.rs`) and a hand-written Adam (`adam.rs`) in a loop that reproduces
+//! Keras's `model.fit` number for number (`fit.rs`); lists of
+//! hyperparameters run as a parallel grid (`sweep.rs`). Every run leaves a
+//! folder of history, heads, metrics and plots (`run_dir.rs`). `eval.rs`
+//! scores a saved head on any split.
 //!
 //! [`head::Head`] is the public piece other commands use (`xfer predict`
 //! loads heads through it); the rest is reached through [`run`] and
-//! [`eval`] with the clap structs [`TrainArgs`] and [`EvalArgs`].
+//! [`eval()`] with the clap structs [`TrainArgs`] and [`EvalArgs`].
+#![deny(missing_docs)]
+
 mod adam;
 mod args;
 mod baseline;
