@@ -19,8 +19,9 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::table::columns;
 use crate::{Error, FeatureMeta, FeatureTable, Result};
@@ -36,7 +37,10 @@ fn schema(dim: usize, with_view: bool) -> SchemaRef {
         Field::new(columns::SHA256, DataType::FixedSizeBinary(32), false),
         Field::new(
             columns::FEATURES,
-            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32),
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, false)),
+                dim as i32,
+            ),
             false,
         ),
     ];
@@ -51,9 +55,23 @@ fn has_views(table: &FeatureTable) -> bool {
 }
 
 fn properties(meta: &FeatureMeta) -> WriterProperties {
-    let kv = meta.to_pairs().into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+    let kv = meta
+        .to_pairs()
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    // Vectors are dense floats: dictionary pages and Snappy buy almost no
+    // space on them but cost about half of a training run's start-up to
+    // decode, so only the small string columns keep both.
+    let features = ColumnPath::from(vec![
+        columns::FEATURES.to_string(),
+        "list".into(),
+        "item".into(),
+    ]);
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_column_compression(features.clone(), Compression::UNCOMPRESSED)
+        .set_column_dictionary_enabled(features, false)
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_key_value_metadata(Some(kv))
         .build()
@@ -93,8 +111,12 @@ fn batch(table: &FeatureTable, schema: &SchemaRef) -> Result<RecordBatch> {
 pub fn to_parquet_bytes(table: &FeatureTable) -> Result<Vec<u8>> {
     let schema = schema(table.dim(), has_views(table));
     let mut buf = Vec::new();
-    let pq = |e| Error::Parquet { path: "<memory>".into(), source: e };
-    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(properties(&table.meta))).map_err(pq)?;
+    let pq = |e| Error::Parquet {
+        path: "<memory>".into(),
+        source: e,
+    };
+    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(properties(&table.meta)))
+        .map_err(pq)?;
     w.write(&batch(table, &schema)?).map_err(pq)?;
     w.close().map_err(pq)?;
     Ok(buf)
@@ -105,8 +127,12 @@ pub fn to_parquet_bytes(table: &FeatureTable) -> Result<Vec<u8>> {
 /// # Errors
 /// When the bytes are not a feature file of the contract.
 pub fn from_parquet_bytes(bytes: Vec<u8>) -> Result<FeatureTable> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
-        .map_err(|e| Error::Parquet { path: "<memory>".into(), source: e })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).map_err(|e| {
+        Error::Parquet {
+            path: "<memory>".into(),
+            source: e,
+        }
+    })?;
     read_builder(builder, Path::new("<memory>"))
 }
 
@@ -128,28 +154,83 @@ pub fn write_file(path: &Path, table: &FeatureTable) -> Result<()> {
 /// contract; the error names the file.
 pub fn read_file(path: &Path) -> Result<FeatureTable> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
-    read_builder(builder, path)
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
+        path: path.into(),
+        source: e,
+    })?;
+    let groups = builder.metadata().num_row_groups();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(groups);
+    if workers <= 1 {
+        return read_builder(builder, path);
+    }
+    // Decoding the vector column dominates the start of every training run;
+    // row groups are independent, so each worker decodes its own share.
+    let meta = meta_of(&builder, path)?;
+    let shares: Vec<Vec<usize>> = (0..workers)
+        .map(|w| (0..groups).filter(|g| g * workers / groups == w).collect())
+        .collect();
+    let parts: Vec<Result<FeatureTable>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                        .map_err(|e| Error::Parquet {
+                            path: path.into(),
+                            source: e,
+                        })?
+                        .with_row_groups(share);
+                    read_builder(builder, path)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("reader thread does not panic"))
+            .collect()
+    });
+    let mut table = FeatureTable::empty(meta);
+    for part in parts {
+        table.extend(&part?)?;
+    }
+    Ok(table)
 }
 
-fn read_builder<T: parquet::file::reader::ChunkReader + 'static>(
-    builder: ParquetRecordBatchReaderBuilder<T>,
+fn meta_of<T: parquet::file::reader::ChunkReader + 'static>(
+    builder: &ParquetRecordBatchReaderBuilder<T>,
     path: &Path,
-) -> Result<FeatureTable> {
+) -> Result<FeatureMeta> {
     let kv = builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
         .cloned()
         .unwrap_or_default();
-    let pairs = kv.iter().filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
-    let meta = FeatureMeta::from_pairs(pairs)
-        .map_err(|(key, reason)| Error::Metadata { path: path.into(), key, reason })?;
+    let pairs = kv
+        .iter()
+        .filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
+    FeatureMeta::from_pairs(pairs).map_err(|(key, reason)| Error::Metadata {
+        path: path.into(),
+        key,
+        reason,
+    })
+}
+
+fn read_builder<T: parquet::file::reader::ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<T>,
+    path: &Path,
+) -> Result<FeatureTable> {
+    let meta = meta_of(&builder, path)?;
     let reader = builder
         .with_batch_size(8192)
         .build()
-        .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        .map_err(|e| Error::Parquet {
+            path: path.into(),
+            source: e,
+        })?;
     let mut table = FeatureTable::empty(meta);
     for b in reader {
         let b = b?;
@@ -175,17 +256,37 @@ impl FeatureFileReader {
     /// As [`read_file`], for the file and its metadata.
     pub fn open(path: &Path, rows: usize) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
-        let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-        let pairs = kv.iter().filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
-        let meta = FeatureMeta::from_pairs(pairs)
-            .map_err(|(key, reason)| Error::Metadata { path: path.into(), key, reason })?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
+                path: path.into(),
+                source: e,
+            })?;
+        let kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned()
+            .unwrap_or_default();
+        let pairs = kv
+            .iter()
+            .filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
+        let meta = FeatureMeta::from_pairs(pairs).map_err(|(key, reason)| Error::Metadata {
+            path: path.into(),
+            key,
+            reason,
+        })?;
         let reader = builder
             .with_batch_size(rows.max(1))
             .build()
-            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
-        Ok(FeatureFileReader { meta, reader, path: path.into() })
+            .map_err(|e| Error::Parquet {
+                path: path.into(),
+                source: e,
+            })?;
+        Ok(FeatureFileReader {
+            meta,
+            reader,
+            path: path.into(),
+        })
     }
 
     /// The file's metadata.
@@ -213,11 +314,13 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result
         column: name.into(),
         reason: "missing".into(),
     })?;
-    col.as_any().downcast_ref::<T>().ok_or_else(|| Error::Column {
-        path: path.into(),
-        column: name.into(),
-        reason: format!("unexpected type {}", col.data_type()),
-    })
+    col.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| Error::Column {
+            path: path.into(),
+            column: name.into(),
+            reason: format!("unexpected type {}", col.data_type()),
+        })
 }
 
 fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Result<()> {
@@ -225,15 +328,26 @@ fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Resul
     let labels: &Int32Array = column(b, columns::LABEL, path)?;
     let sha: &FixedSizeBinaryArray = column(b, columns::SHA256, path)?;
     let feats: &FixedSizeListArray = column(b, columns::FEATURES, path)?;
-    let bad = |column: &str, reason: String| Error::Column { path: path.into(), column: column.into(), reason };
+    let bad = |column: &str, reason: String| Error::Column {
+        path: path.into(),
+        column: column.into(),
+        reason,
+    };
     if feats.value_length() as usize != table.meta.dim {
         return Err(bad(
             columns::FEATURES,
-            format!("vectors of length {} but xfer.dim is {}", feats.value_length(), table.meta.dim),
+            format!(
+                "vectors of length {} but xfer.dim is {}",
+                feats.value_length(),
+                table.meta.dim
+            ),
         ));
     }
     if sha.value_length() != 32 {
-        return Err(bad(columns::SHA256, format!("{} bytes per hash, expected 32", sha.value_length())));
+        return Err(bad(
+            columns::SHA256,
+            format!("{} bytes per hash, expected 32", sha.value_length()),
+        ));
     }
     let values = feats
         .values()
@@ -287,9 +401,20 @@ impl FeatureFileWriter {
         let tmp = PathBuf::from(tmp);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let schema = schema(meta.dim, with_view);
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties(&meta)))
-            .map_err(|e| Error::Parquet { path: tmp.clone(), source: e })?;
-        Ok(FeatureFileWriter { writer: Some(writer), schema, tmp, path: path.into(), meta })
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(properties(&meta))).map_err(|e| {
+                Error::Parquet {
+                    path: tmp.clone(),
+                    source: e,
+                }
+            })?;
+        Ok(FeatureFileWriter {
+            writer: Some(writer),
+            schema,
+            tmp,
+            path: path.into(),
+            meta,
+        })
     }
 
     /// Appends the rows of `table` (its metadata must match the writer's).
@@ -311,8 +436,14 @@ impl FeatureFileWriter {
         }
         let b = batch(table, &self.schema)?;
         let w = self.writer.as_mut().expect("writer present until finish");
-        w.write(&b).map_err(|e| Error::Parquet { path: self.tmp.clone(), source: e })?;
-        w.flush().map_err(|e| Error::Parquet { path: self.tmp.clone(), source: e })
+        w.write(&b).map_err(|e| Error::Parquet {
+            path: self.tmp.clone(),
+            source: e,
+        })?;
+        w.flush().map_err(|e| Error::Parquet {
+            path: self.tmp.clone(),
+            source: e,
+        })
     }
 
     /// Writes the footer, syncs, and renames the file to its final name.
@@ -321,9 +452,10 @@ impl FeatureFileWriter {
     /// On a write or rename failure.
     pub fn finish(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer present until finish");
-        let file = w
-            .into_inner()
-            .map_err(|e| Error::Parquet { path: self.tmp.clone(), source: e })?;
+        let file = w.into_inner().map_err(|e| Error::Parquet {
+            path: self.tmp.clone(),
+            source: e,
+        })?;
         file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
     }
@@ -346,9 +478,17 @@ mod tests {
         let meta = FeatureMeta::new(vec!["a".into(), "b".into(), "c".into()], dim);
         let mut t = FeatureTable::empty(meta);
         for i in 0..n {
-            let v: Vec<f32> = (0..dim).map(|j| (i * dim + j) as f32 * 0.25 - 3.0).collect();
-            t.push(format!("{}/img{i:03}.jpg", ["a", "b", "c"][i % 3]), (i % 3) as i32, [i as u8; 32], &v, 0)
-                .unwrap();
+            let v: Vec<f32> = (0..dim)
+                .map(|j| (i * dim + j) as f32 * 0.25 - 3.0)
+                .collect();
+            t.push(
+                format!("{}/img{i:03}.jpg", ["a", "b", "c"][i % 3]),
+                (i % 3) as i32,
+                [i as u8; 32],
+                &v,
+                0,
+            )
+            .unwrap();
         }
         t
     }
@@ -383,7 +523,10 @@ mod tests {
         let r = FeatureFileReader::open(&path, 4).unwrap();
         assert_eq!(r.meta(), &t.meta);
         let chunks: Vec<FeatureTable> = r.map(|c| c.unwrap()).collect();
-        assert_eq!(chunks.iter().map(FeatureTable::len).collect::<Vec<_>>(), [4, 4, 2]);
+        assert_eq!(
+            chunks.iter().map(FeatureTable::len).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
         let mut all = FeatureTable::empty(t.meta.clone());
         for c in &chunks {
             all.extend(c).unwrap();
@@ -423,7 +566,16 @@ mod tests {
     #[test]
     fn push_rejects_wrong_dim_and_label() {
         let mut t = table(0, 3);
-        assert!(matches!(t.push("p", 0, [0; 32], &[1.0], 0), Err(Error::FeatureDim { expected: 3, got: 1 })));
-        assert!(matches!(t.push("p", 9, [0; 32], &[1.0; 3], 0), Err(Error::Label { .. })));
+        assert!(matches!(
+            t.push("p", 0, [0; 32], &[1.0], 0),
+            Err(Error::FeatureDim {
+                expected: 3,
+                got: 1
+            })
+        ));
+        assert!(matches!(
+            t.push("p", 9, [0; 32], &[1.0; 3], 0),
+            Err(Error::Label { .. })
+        ));
     }
 }

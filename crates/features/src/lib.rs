@@ -30,5 +30,5 @@ pub use io::{
     FeatureFileWriter,
 };
 pub use meta::{keys, FeatureMeta, SCHEMA_VERSION};
-pub use split::{read_split, split_files, split_names, shard_file_name, split_file_name};
+pub use split::{read_split, shard_file_name, split_file_name, split_files, split_names};
 pub use table::{columns, FeatureTable};

@@ -89,7 +89,11 @@ impl FeatureMeta {
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let classes = serde_json::to_string(&self.classes).expect("strings serialize");
         let mut out = vec![(keys::CLASSES.to_string(), classes)];
-        out.extend(self.model_key().into_iter().map(|(k, v)| (k.to_string(), v)));
+        out.extend(
+            self.model_key()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
         out.push((keys::PRETRAINED.into(), self.pretrained.to_string()));
         out.push((keys::SCHEMA_VERSION.into(), SCHEMA_VERSION.into()));
         for (k, v) in &self.extra {
@@ -109,15 +113,24 @@ impl FeatureMeta {
                 .map(|v| v.to_string())
                 .ok_or_else(|| (k.to_string(), "missing".to_string()))
         };
-        let classes: Vec<String> = serde_json::from_str(&get(keys::CLASSES)?)
-            .map_err(|e| (keys::CLASSES.to_string(), format!("not a JSON array of strings: {e}")))?;
+        let classes: Vec<String> = serde_json::from_str(&get(keys::CLASSES)?).map_err(|e| {
+            (
+                keys::CLASSES.to_string(),
+                format!("not a JSON array of strings: {e}"),
+            )
+        })?;
         let dim = get(keys::DIM)?
             .parse::<usize>()
             .map_err(|e| (keys::DIM.to_string(), e.to_string()))?;
         let pretrained = match get(keys::PRETRAINED)?.as_str() {
             "true" => true,
             "false" => false,
-            other => return Err((keys::PRETRAINED.into(), format!("{other:?} is not true/false"))),
+            other => {
+                return Err((
+                    keys::PRETRAINED.into(),
+                    format!("{other:?} is not true/false"),
+                ))
+            }
         };
         let known = [
             keys::CLASSES,

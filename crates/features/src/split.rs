@@ -65,20 +65,32 @@ pub fn split_files(dir: &Path, split: &str) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    let shards_err = |reason: String| Error::Shards { dir: dir.into(), split: split.into(), reason };
+    let shards_err = |reason: String| Error::Shards {
+        dir: dir.into(),
+        split: split.into(),
+        reason,
+    };
     match (single.is_file(), shards.len()) {
         (true, 0) => Ok(vec![single]),
         (true, _) => Err(shards_err(format!(
             "both {} and shard files exist; remove one of the two",
             single.display()
         ))),
-        (false, 0) => Err(Error::MissingSplit { dir: dir.into(), split: split.into() }),
+        (false, 0) => Err(Error::MissingSplit {
+            dir: dir.into(),
+            split: split.into(),
+        }),
         (false, 1) => {
             let (&n, files) = shards.iter().next().expect("one shard count");
-            let missing: Vec<String> =
-                (0..n).filter(|i| !files.contains_key(i)).map(|i| shard_file_name(split, i, n)).collect();
+            let missing: Vec<String> = (0..n)
+                .filter(|i| !files.contains_key(i))
+                .map(|i| shard_file_name(split, i, n))
+                .collect();
             if !missing.is_empty() {
-                return Err(shards_err(format!("missing shards: {}", missing.join(", "))));
+                return Err(shards_err(format!(
+                    "missing shards: {}",
+                    missing.join(", ")
+                )));
             }
             Ok(files.values().cloned().collect())
         }
@@ -105,7 +117,13 @@ pub fn read_split(dir: &Path, split: &str) -> Result<FeatureTable> {
     for f in &files[1..] {
         let t = read_file(f)?;
         if let Some((key, expected, got)) = table.meta.first_difference(&t.meta) {
-            return Err(Error::Mismatch { path: f.clone(), first: files[0].clone(), key, expected, got });
+            return Err(Error::Mismatch {
+                path: f.clone(),
+                first: files[0].clone(),
+                key,
+                expected,
+                got,
+            });
         }
         table.extend(&t)?;
     }
@@ -138,9 +156,22 @@ mod tests {
     #[test]
     fn shards_read_back_in_flow_order() {
         let dir = tempfile::tempdir().unwrap();
-        let whole = table(&[("a/1.png", 0), ("a/2.png", 0), ("a/x/0.png", 0), ("b/0.png", 1)]);
-        write_file(&dir.path().join(shard_file_name("train", 0, 2)), &whole.select(&[1, 3])).unwrap();
-        write_file(&dir.path().join(shard_file_name("train", 1, 2)), &whole.select(&[0, 2])).unwrap();
+        let whole = table(&[
+            ("a/1.png", 0),
+            ("a/2.png", 0),
+            ("a/x/0.png", 0),
+            ("b/0.png", 1),
+        ]);
+        write_file(
+            &dir.path().join(shard_file_name("train", 0, 2)),
+            &whole.select(&[1, 3]),
+        )
+        .unwrap();
+        write_file(
+            &dir.path().join(shard_file_name("train", 1, 2)),
+            &whole.select(&[0, 2]),
+        )
+        .unwrap();
         assert_eq!(read_split(dir.path(), "train").unwrap(), whole);
         assert_eq!(split_names(dir.path()).unwrap(), vec!["train".to_string()]);
     }
@@ -148,18 +179,35 @@ mod tests {
     #[test]
     fn missing_shard_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        write_file(&dir.path().join(shard_file_name("val", 0, 3)), &table(&[("a/1.png", 0)])).unwrap();
+        write_file(
+            &dir.path().join(shard_file_name("val", 0, 3)),
+            &table(&[("a/1.png", 0)]),
+        )
+        .unwrap();
         let err = split_files(dir.path(), "val").unwrap_err().to_string();
-        assert!(err.contains("val-1-of-3.parquet") && err.contains("val-2-of-3.parquet"), "{err}");
+        assert!(
+            err.contains("val-1-of-3.parquet") && err.contains("val-2-of-3.parquet"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_split_and_mixed_forms_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(split_files(dir.path(), "test"), Err(Error::MissingSplit { .. })));
+        assert!(matches!(
+            split_files(dir.path(), "test"),
+            Err(Error::MissingSplit { .. })
+        ));
         write_file(&dir.path().join("test.parquet"), &table(&[("a/1.png", 0)])).unwrap();
-        write_file(&dir.path().join(shard_file_name("test", 0, 1)), &table(&[("a/1.png", 0)])).unwrap();
-        assert!(matches!(split_files(dir.path(), "test"), Err(Error::Shards { .. })));
+        write_file(
+            &dir.path().join(shard_file_name("test", 0, 1)),
+            &table(&[("a/1.png", 0)]),
+        )
+        .unwrap();
+        assert!(matches!(
+            split_files(dir.path(), "test"),
+            Err(Error::Shards { .. })
+        ));
     }
 
     #[test]
@@ -171,6 +219,9 @@ mod tests {
         write_file(&dir.path().join(shard_file_name("train", 0, 2)), &a).unwrap();
         write_file(&dir.path().join(shard_file_name("train", 1, 2)), &b).unwrap();
         let err = read_split(dir.path(), "train").unwrap_err().to_string();
-        assert!(err.contains("xfer.size") && err.contains("train-1-of-2"), "{err}");
+        assert!(
+            err.contains("xfer.size") && err.contains("train-1-of-2"),
+            "{err}"
+        );
     }
 }

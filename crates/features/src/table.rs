@@ -96,10 +96,16 @@ impl FeatureTable {
         view: i32,
     ) -> Result<()> {
         if vector.len() != self.meta.dim {
-            return Err(Error::FeatureDim { expected: self.meta.dim, got: vector.len() });
+            return Err(Error::FeatureDim {
+                expected: self.meta.dim,
+                got: vector.len(),
+            });
         }
         if label < 0 || label as usize >= self.meta.classes.len() {
-            return Err(Error::Label { label: label.into(), classes: self.meta.classes.len() });
+            return Err(Error::Label {
+                label: label.into(),
+                classes: self.meta.classes.len(),
+            });
         }
         self.paths.push(path.into());
         self.labels.push(label);
@@ -115,7 +121,10 @@ impl FeatureTable {
     /// [`Error::FeatureDim`] when the dimensions differ.
     pub fn extend(&mut self, other: &FeatureTable) -> Result<()> {
         if other.meta.dim != self.meta.dim {
-            return Err(Error::FeatureDim { expected: self.meta.dim, got: other.meta.dim });
+            return Err(Error::FeatureDim {
+                expected: self.meta.dim,
+                got: other.meta.dim,
+            });
         }
         self.paths.extend_from_slice(&other.paths);
         self.labels.extend_from_slice(&other.labels);
