@@ -383,6 +383,13 @@ fn read_info(session: &Session, path: &Path, sha256: String) -> Result<ModelInfo
             shape,
             ..
         } if shape.len() == 4 && (shape[1] == 3 || shape[1] < 0) => {
+            if shape[0] > 0 {
+                return Err(bad(format!(
+                    "input {input:?} has a fixed batch of {}; xfer needs a dynamic batch \
+                     dimension (re-export with scripts/export_model.py)",
+                    shape[0]
+                )));
+            }
             (shape[2] > 0 || shape[3] > 0).then_some((shape[2], shape[3]))
         }
         other => {

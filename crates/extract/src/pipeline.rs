@@ -154,18 +154,37 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
         let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<Prepared>)>(QUEUE);
         let (images, cache, spec, pool, batch) =
             (&job.images, &cache, &ctx.spec, ctx.pool, ctx.batch_size);
+        // Several batches per parallel step when there are many threads, so
+        // that no core idles at the end of one small batch.
+        let step = batch * (4 * pool.current_num_threads()).div_ceil(batch).max(1);
         scope.spawn(move || {
-            for (c, chunk) in images.chunks(batch).enumerate() {
-                let prepared: Vec<Prepared> = pool.install(|| {
+            for (c, chunk) in images.chunks(step).enumerate() {
+                let mut prepared: Vec<Prepared> = pool.install(|| {
                     chunk
                         .par_iter()
                         .map(|(_, item)| prepare(item, cache, spec))
                         .collect()
                 });
-                if tx.send((c * batch, prepared)).is_err() {
-                    break; // the consumer stopped on an error
+                let mut first = c * step;
+                while !prepared.is_empty() {
+                    let rest = prepared.split_off(batch.min(prepared.len()));
+                    let n = prepared.len();
+                    if tx.send((first, prepared)).is_err() {
+                        return; // the consumer stopped on an error
+                    }
+                    first += n;
+                    prepared = rest;
                 }
             }
+        });
+        // Parts are written off the inference thread: a slow disk or fsync
+        // must not stall the model.
+        let (part_tx, part_rx) = crossbeam_channel::bounded::<(PathBuf, FeatureTable)>(QUEUE);
+        let writer = scope.spawn(move || -> Result<()> {
+            for (path, table) in part_rx {
+                xfer_features::write_file(&path, &table)?;
+            }
+            Ok(())
         });
         let mut seq = 0usize;
         for (first, prepared) in rx {
@@ -220,18 +239,31 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
                 }
                 let path = parts_dir.join(format!("{run_id}-{seq:06}.parquet"));
                 seq += 1;
-                xfer_features::write_file(&path, &table)?;
-                let rows = table.paths.into_iter().zip(table.sha256).collect();
+                let rows = table
+                    .paths
+                    .iter()
+                    .cloned()
+                    .zip(table.sha256.iter().copied())
+                    .collect();
                 parts.push(Part {
-                    path,
+                    path: path.clone(),
                     rows,
                     images: which,
                 });
+                if part_tx.send((path, table)).is_err() {
+                    break; // the writer failed; its error is returned below
+                }
                 report.encoded += count;
             }
             progress.advance(handled, count);
         }
-        Ok(())
+        drop(part_tx);
+        writer.join().unwrap_or_else(|_| {
+            Err(Error::Layout {
+                path: parts_dir.clone(),
+                reason: "part writer crashed".into(),
+            })
+        })
     })?;
     report.encode_secs = started.elapsed().as_secs_f64();
     progress.finish();
