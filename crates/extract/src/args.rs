@@ -5,6 +5,7 @@
 //! any work starts.
 use std::path::PathBuf;
 
+use crate::augment::FillMode;
 use crate::model::Device;
 use crate::pixels::{Resize, DEFAULT_MAX_PIXELS};
 
@@ -71,4 +72,92 @@ pub struct ExtractArgs {
     /// default is where PIL raises DecompressionBombError.
     #[arg(long, value_name = "PIXELS", default_value_t = DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
+
+    /// Augmented views of the training split (`--augment K`).
+    #[command(flatten)]
+    pub augment: AugmentArgs,
+}
+
+/// Keras `ImageDataGenerator` augmentation, cached as views.
+///
+/// The defaults are the course's last generator (`shear_range=10,
+/// zoom_range=0.1, horizontal_flip=True`); the other options need
+/// `--augment`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Augmented views (training split only)")]
+pub struct AugmentArgs {
+    /// Also store K augmented views of every training image in
+    /// FEATURES_DIR/views/train.parquet (view 0, the plain image, stays in
+    /// train.parquet); `xfer train --views` draws one per image per epoch.
+    #[arg(long, value_name = "K")]
+    pub augment: Option<u32>,
+
+    /// Seed of the views' random transforms (one per image path and view).
+    #[arg(long, value_name = "S", default_value_t = 1, requires = "augment")]
+    pub seed: u64,
+
+    /// Keras rotation_range: rotations drawn from [-DEG, DEG] degrees.
+    #[arg(long, value_name = "DEG", default_value_t = 0.0, requires = "augment")]
+    pub rotation: f64,
+
+    /// Keras width_shift_range: a fraction of the width below 1, pixels from 1.
+    #[arg(long, value_name = "X", default_value_t = 0.0, requires = "augment")]
+    pub width_shift: f64,
+
+    /// Keras height_shift_range: a fraction of the height below 1, pixels from 1.
+    #[arg(long, value_name = "X", default_value_t = 0.0, requires = "augment")]
+    pub height_shift: f64,
+
+    /// Keras shear_range: shear angles drawn from [-DEG, DEG] degrees.
+    #[arg(long, value_name = "DEG", default_value_t = DEFAULT_SHEAR, requires = "augment")]
+    pub shear: f64,
+
+    /// Keras zoom_range: zooms drawn from [1 - Z, 1 + Z], x and y apart.
+    #[arg(long, value_name = "Z", default_value_t = DEFAULT_ZOOM, requires = "augment")]
+    pub zoom: f64,
+
+    /// Flip half of the views left to right (the default).
+    #[arg(long, overrides_with = "no_horizontal_flip", requires = "augment")]
+    pub horizontal_flip: bool,
+
+    /// Never flip left to right.
+    #[arg(long, requires = "augment")]
+    pub no_horizontal_flip: bool,
+
+    /// Flip half of the views upside down.
+    #[arg(long, requires = "augment")]
+    pub vertical_flip: bool,
+
+    /// Keras fill_mode: what pixels transformed in from outside the image get.
+    #[arg(long, value_enum, default_value_t = FillMode::Nearest, requires = "augment")]
+    pub fill_mode: FillMode,
+
+    /// Keras cval: the value of outside pixels with --fill-mode constant (0..255).
+    #[arg(long, value_name = "V", default_value_t = 0.0, requires = "augment")]
+    pub cval: f64,
+}
+
+/// The course's `shear_range`.
+pub(crate) const DEFAULT_SHEAR: f64 = 10.0;
+/// The course's `zoom_range`.
+pub(crate) const DEFAULT_ZOOM: f64 = 0.1;
+
+impl Default for AugmentArgs {
+    /// No augmentation; the other values are the command line's defaults.
+    fn default() -> Self {
+        AugmentArgs {
+            augment: None,
+            seed: 1,
+            rotation: 0.0,
+            width_shift: 0.0,
+            height_shift: 0.0,
+            shear: DEFAULT_SHEAR,
+            zoom: DEFAULT_ZOOM,
+            horizontal_flip: false,
+            no_horizontal_flip: false,
+            vertical_flip: false,
+            fill_mode: FillMode::Nearest,
+            cval: 0.0,
+        }
+    }
 }

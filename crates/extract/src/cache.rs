@@ -7,7 +7,10 @@
 //! split's previous output file and the part files a previous, interrupted
 //! run left in `OUT/.parts/<name>/` (each one complete: written under a
 //! temporary name and renamed), plus the parts this run writes as it goes.
-//! Files with another model key are ignored, never mixed in.
+//! Files with another model key are ignored, never mixed in. Augmented
+//! views (`views/<split>.parquet`) are keyed by `(path, view)` and also need
+//! the same augmentation settings (`xfer.augment` less the number of views,
+//! [`crate::augment::cache_key`]).
 //!
 //! Only `(path, sha256) -> (file, row)` is kept in memory; vectors are read
 //! back a chunk at a time by [`RowReader`] when the final file is assembled,
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use xfer_features::{FeatureFileReader, FeatureMeta, FeatureTable};
 
-use crate::{Error, Result};
+use crate::{augment, Error, Result};
 
 /// Rows per chunk when reading earlier files.
 const CHUNK_ROWS: usize = 256;
@@ -34,12 +37,20 @@ pub(crate) struct Hit {
 pub(crate) struct Cache {
     sources: Vec<PathBuf>,
     rows: Vec<usize>,
-    index: HashMap<String, Vec<(Hit, [u8; 32])>>,
+    index: HashMap<RowKey, Vec<(Hit, [u8; 32])>>,
+}
+
+/// What a cached row is looked up by: image path and view (0 = plain).
+type RowKey = (String, i32);
+
+/// The augmentation part of a file's key (`None` for plain files).
+fn augment_key(m: &FeatureMeta) -> Option<serde_json::Value> {
+    augment::cache_key(m.extra.get(augment::META_KEY))
 }
 
 /// The entries that must match for vectors to be interchangeable.
 pub(crate) fn same_model(a: &FeatureMeta, b: &FeatureMeta) -> bool {
-    a.model_key() == b.model_key()
+    a.model_key() == b.model_key() && augment_key(a) == augment_key(b)
 }
 
 impl Cache {
@@ -52,6 +63,12 @@ impl Cache {
             Ok(r) => r,
             Err(e) => return Ok(Some(format!("unreadable ({e})"))),
         };
+        if reader.meta().model_key() == want.model_key() && !same_model(reader.meta(), want) {
+            return Ok(Some(augment::difference(
+                reader.meta().extra.get(augment::META_KEY),
+                want.extra.get(augment::META_KEY),
+            )));
+        }
         if !same_model(reader.meta(), want) {
             let (key, old, new) = reader
                 .meta()
@@ -63,26 +80,42 @@ impl Cache {
                 .unwrap_or_default();
             return Ok(Some(format!("made with {key}={old}, this run has {new}")));
         }
-        let mut pairs = Vec::new();
+        let mut rows = Vec::new();
         for chunk in reader {
             match chunk {
-                Ok(t) => pairs.extend(t.paths.into_iter().zip(t.sha256)),
+                Ok(t) => rows.extend(
+                    t.paths
+                        .into_iter()
+                        .zip(t.views)
+                        .zip(t.sha256)
+                        .map(|((p, v), sha)| (p, v, sha)),
+                ),
                 Err(e) => return Ok(Some(format!("unreadable ({e})"))),
             }
         }
-        self.add_rows(path, pairs);
+        self.add_view_rows(path, rows);
         Ok(None)
     }
 
     /// Registers a file whose rows (path, sha256) are known (a part this
     /// run just wrote); returns its source number.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn add_rows(&mut self, path: &Path, rows: Vec<(String, [u8; 32])>) -> usize {
+        self.add_view_rows(path, rows.into_iter().map(|(p, sha)| (p, 0, sha)).collect())
+    }
+
+    /// [`Cache::add_rows`] with each row's view.
+    pub(crate) fn add_view_rows(
+        &mut self,
+        path: &Path,
+        rows: Vec<(String, i32, [u8; 32])>,
+    ) -> usize {
         let source = self.sources.len();
         self.sources.push(path.into());
         self.rows.push(rows.len());
-        for (row, (p, sha)) in rows.into_iter().enumerate() {
+        for (row, (p, view, sha)) in rows.into_iter().enumerate() {
             self.index
-                .entry(p)
+                .entry((p, view))
                 .or_default()
                 .push((Hit { source, row }, sha));
         }
@@ -90,9 +123,15 @@ impl Cache {
     }
 
     /// The newest reusable row for `path` with these bytes.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn lookup(&self, path: &str, sha: &[u8; 32]) -> Option<Hit> {
+        self.lookup_view(path, 0, sha)
+    }
+
+    /// The newest reusable row for view `view` of `path` with these bytes.
+    pub(crate) fn lookup_view(&self, path: &str, view: i32, sha: &[u8; 32]) -> Option<Hit> {
         self.index
-            .get(path)?
+            .get(&(path.to_string(), view))?
             .iter()
             .rev()
             .find(|(_, s)| s == sha)
@@ -249,6 +288,55 @@ mod tests {
         );
         assert_eq!(c.lookup("x", &[1; 32]), Some(Hit { source: 1, row: 1 }));
         assert_eq!(c.rows_in(1), 2);
+    }
+
+    #[test]
+    fn views_need_the_same_augmentation_and_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let aug = |zoom: f64, views: u32| {
+            let mut m = meta("8x8");
+            let a = crate::augment::Augment {
+                views,
+                seed: 1,
+                rotation: 0.0,
+                width_shift: 0.0,
+                height_shift: 0.0,
+                shear: 10.0,
+                zoom,
+                horizontal_flip: true,
+                vertical_flip: false,
+                fill: crate::augment::FillMode::Nearest,
+                cval: 0.0,
+            };
+            m.extra.insert(augment::META_KEY.into(), a.to_json());
+            m
+        };
+        let mut t = FeatureTable::empty(aug(0.1, 2));
+        for v in 1..=2 {
+            t.push("a/1.png", 0, [1; 32], &[v as f32, 0.0], v).unwrap();
+        }
+        let f = dir.path().join("train.parquet");
+        xfer_features::write_file(&f, &t).unwrap();
+
+        let mut c = Cache::default();
+        assert_eq!(c.add_file(&f, &aug(0.1, 3)).unwrap(), None, "K may grow");
+        assert_eq!(
+            c.lookup_view("a/1.png", 2, &[1; 32]),
+            Some(Hit { source: 0, row: 1 })
+        );
+        assert_eq!(c.lookup_view("a/1.png", 3, &[1; 32]), None);
+        assert_eq!(c.lookup("a/1.png", &[1; 32]), None, "no plain row");
+
+        let why = Cache::default()
+            .add_file(&f, &aug(0.2, 2))
+            .unwrap()
+            .unwrap();
+        assert!(why.contains("xfer.augment") && why.contains("0.2"), "{why}");
+        let why = Cache::default()
+            .add_file(&f, &meta("8x8"))
+            .unwrap()
+            .unwrap();
+        assert!(why.contains("this run has none"), "{why}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! [`Config`], so it never re-checks a flag.
 use std::path::PathBuf;
 
-use crate::args::ExtractArgs;
+use crate::args::{AugmentArgs, ExtractArgs};
+use crate::augment::Augment;
 use crate::model::{Device, SessionOptions};
 use crate::pixels::Resize;
 use crate::{Error, Result};
@@ -61,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) strict: bool,
     pub(crate) quiet: bool,
     pub(crate) max_pixels: u64,
+    /// `--augment K` and its transform settings.
+    pub(crate) augment: Option<Augment>,
 }
 
 impl TryFrom<ExtractArgs> for Config {
@@ -105,6 +108,7 @@ impl TryFrom<ExtractArgs> for Config {
             return Err(flag("--max-pixels", "must be at least 1".into()));
         }
         let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+        let augment = augment(&a.augment)?;
         let session = SessionOptions {
             device: a.device,
             threads: Some(threads),
@@ -124,8 +128,61 @@ impl TryFrom<ExtractArgs> for Config {
             strict: a.strict,
             quiet: a.quiet,
             max_pixels: a.max_pixels,
+            augment,
         })
     }
+}
+
+/// Largest accepted `--augment` (each view costs one more encoding of the
+/// training split).
+const MAX_VIEWS: u32 = 1000;
+
+/// Checks the augmentation flags against Keras's own limits.
+fn augment(a: &AugmentArgs) -> Result<Option<Augment>> {
+    let Some(views) = a.augment else {
+        return Ok(None);
+    };
+    let flag = |flag: &'static str, reason: String| Error::Flag { flag, reason };
+    if views > MAX_VIEWS {
+        return Err(flag(
+            "--augment",
+            format!("{views} is not in 0..={MAX_VIEWS}"),
+        ));
+    }
+    let ranges = [
+        ("--rotation", a.rotation, 360.0),
+        ("--width-shift", a.width_shift, f64::MAX),
+        ("--height-shift", a.height_shift, f64::MAX),
+        ("--shear", a.shear, 360.0),
+        ("--cval", a.cval, 255.0),
+    ];
+    for (name, v, max) in ranges {
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            return Err(flag(name, format!("{v} is not a number in [0, {max}]")));
+        }
+    }
+    if !(a.zoom.is_finite() && (0.0..1.0).contains(&a.zoom)) {
+        return Err(flag(
+            "--zoom",
+            format!(
+                "{} is not in [0, 1) (zooms are drawn from [1 - Z, 1 + Z])",
+                a.zoom
+            ),
+        ));
+    }
+    Ok(Some(Augment {
+        views,
+        seed: a.seed,
+        rotation: a.rotation,
+        width_shift: a.width_shift,
+        height_shift: a.height_shift,
+        shear: a.shear,
+        zoom: a.zoom,
+        horizontal_flip: !a.no_horizontal_flip,
+        vertical_flip: a.vertical_flip,
+        fill: a.fill_mode,
+        cval: a.cval,
+    }))
 }
 
 impl Config {
@@ -156,6 +213,7 @@ mod tests {
             strict: false,
             quiet: false,
             max_pixels: 10,
+            augment: Default::default(),
         }
     }
 
@@ -170,6 +228,44 @@ mod tests {
         assert_eq!(
             (0..9).filter(|&k| s.takes(k)).collect::<Vec<_>>(),
             [2, 5, 8]
+        );
+    }
+
+    #[test]
+    fn augmentation_flags_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Config::try_from(args(dir.path())).unwrap().augment, None);
+        let mut a = args(dir.path());
+        a.augment.augment = Some(3);
+        let aug = Config::try_from(a).unwrap().augment.unwrap();
+        assert_eq!((aug.views, aug.shear, aug.zoom), (3, 10.0, 0.1));
+        assert!(aug.horizontal_flip && !aug.vertical_flip);
+        for (name, set) in [
+            (
+                "--zoom",
+                (|a: &mut AugmentArgs| a.zoom = 1.0) as fn(&mut AugmentArgs),
+            ),
+            ("--zoom", |a| a.zoom = f64::NAN),
+            ("--rotation", |a| a.rotation = -1.0),
+            ("--shear", |a| a.shear = f64::INFINITY),
+            ("--width-shift", |a| a.width_shift = -0.1),
+            ("--augment", |a| a.augment = Some(1001)),
+        ] {
+            let mut a = args(dir.path());
+            a.augment.augment = Some(2);
+            set(&mut a.augment);
+            let e = Config::try_from(a).unwrap_err().to_string();
+            assert!(e.starts_with(name), "{e}");
+        }
+        let mut a = args(dir.path());
+        a.augment.augment = Some(1);
+        a.augment.no_horizontal_flip = true;
+        assert!(
+            !Config::try_from(a)
+                .unwrap()
+                .augment
+                .unwrap()
+                .horizontal_flip
         );
     }
 

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod args;
+mod augment;
 mod cache;
 mod config;
 mod decode;
@@ -31,7 +32,8 @@ mod run;
 pub mod runtime;
 mod walk;
 
-pub use args::ExtractArgs;
+pub use args::{AugmentArgs, ExtractArgs};
+pub use augment::FillMode;
 pub use error::{Error, Result};
 
 /// Runs `xfer extract`; returns the process exit status (0, or 1 when

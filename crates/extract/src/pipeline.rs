@@ -15,6 +15,11 @@
 //! any moment leaves the old output intact and the finished parts in place;
 //! the next run reads them as cache ([`crate::cache`]) and encodes only what
 //! was not finished.
+//!
+//! **Views.** The same machinery writes the augmented views of the training
+//! split (`views/<split>.parquet`): the job's items are then (image, view)
+//! pairs, each view's pixels come from [`crate::augment`], and rows carry
+//! their view number.
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -22,6 +27,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use xfer_features::{FeatureFileReader, FeatureFileWriter, FeatureMeta, FeatureTable};
 
+use crate::augment::Augment;
 use crate::cache::{Cache, Hit, RowReader};
 use crate::model::BaseModel;
 use crate::pixels::{self, PixelSpec};
@@ -53,6 +59,11 @@ pub(crate) struct Job<'a> {
     pub(crate) name: String,
     pub(crate) images: Vec<(usize, &'a Item)>,
     pub(crate) skipped: Vec<(usize, Skip)>,
+    /// The view of each entry of `images` (0: the plain image; an image
+    /// listed once per view).
+    pub(crate) views: Vec<i32>,
+    /// How views from 1 are made (`None` for a plain job).
+    pub(crate) augment: Option<&'a Augment>,
 }
 
 enum Prepared {
@@ -61,16 +72,26 @@ enum Prepared {
     Bad(String),
 }
 
-fn prepare(item: &Item, cache: &Cache, spec: &PixelSpec) -> Prepared {
+fn prepare(
+    item: &Item,
+    view: i32,
+    cache: &Cache,
+    spec: &PixelSpec,
+    augment: Option<&Augment>,
+) -> Prepared {
     let bytes = match pixels::read_image_file(&item.path) {
         Ok(b) => b,
         Err(e) => return Prepared::Bad(e.0),
     };
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    if let Some(hit) = cache.lookup(&item.rel, &sha) {
+    if let Some(hit) = cache.lookup_view(&item.rel, view, &sha) {
         return Prepared::Cached(hit, sha);
     }
-    match pixels::from_bytes(&bytes, spec) {
+    let x = match (view, augment) {
+        (v @ 1.., Some(a)) => a.pixels(&bytes, spec, &item.rel, v.unsigned_abs()),
+        _ => pixels::from_bytes(&bytes, spec),
+    };
+    match x {
         Ok(x) => Prepared::Pixels(x, sha),
         Err(e) => Prepared::Bad(e.0),
     }
@@ -86,7 +107,7 @@ enum Status {
 /// A part written by this run: its file, its rows, and which images.
 struct Part {
     path: PathBuf,
-    rows: Vec<(String, [u8; 32])>,
+    rows: Vec<(String, i32, [u8; 32])>,
     images: Vec<usize>,
 }
 
@@ -105,7 +126,11 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Extracts one output file (a split, or a shard of one).
-pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Result<SplitReport> {
+pub(crate) fn extract(
+    mut job: Job<'_>,
+    model: &mut BaseModel,
+    ctx: &Ctx<'_>,
+) -> Result<SplitReport> {
     let final_path = ctx.out.join(format!("{}.parquet", job.name));
     let errors_path = ctx.out.join(format!("{}.errors.csv", job.name));
     let parts_dir = ctx.out.join(".parts").join(&job.name);
@@ -138,7 +163,7 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
 
     let n = job.images.len();
     let mut status = vec![Status::Pending; n];
-    let mut skips: Vec<(usize, Skip)> = job.skipped;
+    let mut skips: Vec<(usize, Skip)> = std::mem::take(&mut job.skipped);
     let mut parts: Vec<Part> = Vec::new();
     let mut report = SplitReport {
         name: job.name.clone(),
@@ -152,17 +177,25 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
     // Phase 1: prepare in parallel, encode in order, flush each batch.
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<Prepared>)>(QUEUE);
-        let (images, cache, spec, pool, batch) =
-            (&job.images, &cache, &ctx.spec, ctx.pool, ctx.batch_size);
+        let (images, views, augment, cache, spec, pool, batch) = (
+            &job.images,
+            &job.views,
+            job.augment,
+            &cache,
+            &ctx.spec,
+            ctx.pool,
+            ctx.batch_size,
+        );
         // Several batches per parallel step when there are many threads, so
         // that no core idles at the end of one small batch.
         let step = batch * (4 * pool.current_num_threads()).div_ceil(batch).max(1);
         scope.spawn(move || {
-            for (c, chunk) in images.chunks(step).enumerate() {
+            for (c, (chunk, views)) in images.chunks(step).zip(views.chunks(step)).enumerate() {
                 let mut prepared: Vec<Prepared> = pool.install(|| {
                     chunk
                         .par_iter()
-                        .map(|(_, item)| prepare(item, cache, spec))
+                        .zip(views.par_iter())
+                        .map(|((_, item), &view)| prepare(item, view, cache, spec, augment))
                         .collect()
                 });
                 let mut first = c * step;
@@ -234,7 +267,7 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
                         item.label,
                         shas[k],
                         &vectors[k * dim..(k + 1) * dim],
-                        0,
+                        job.views[i],
                     )?;
                 }
                 let path = parts_dir.join(format!("{run_id}-{seq:06}.parquet"));
@@ -243,7 +276,9 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
                     .paths
                     .iter()
                     .cloned()
+                    .zip(table.views.iter().copied())
                     .zip(table.sha256.iter().copied())
+                    .map(|((p, v), sha)| (p, v, sha))
                     .collect();
                 parts.push(Part {
                     path: path.clone(),
@@ -269,8 +304,8 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
     progress.finish();
 
     for part in parts {
-        let shas: Vec<[u8; 32]> = part.rows.iter().map(|r| r.1).collect();
-        let source = cache.add_rows(&part.path, part.rows);
+        let shas: Vec<[u8; 32]> = part.rows.iter().map(|r| r.2).collect();
+        let source = cache.add_view_rows(&part.path, part.rows);
         for (row, i) in part.images.into_iter().enumerate() {
             status[i] = Status::Done(Hit { source, row }, shas[row]);
         }
@@ -287,6 +322,11 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
         .collect();
     report.rows = done.len();
     report.skipped = skips.len();
+    report.failed = status
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| matches!(s, Status::Bad).then_some(i))
+        .collect();
     let unchanged = final_source.is_some_and(|src| {
         cache.rows_in(src) == done.len()
             && done
@@ -296,13 +336,16 @@ pub(crate) fn extract(job: Job<'_>, model: &mut BaseModel, ctx: &Ctx<'_>) -> Res
             && FeatureFileReader::open(&final_path, 1).is_ok_and(|r| r.meta() == ctx.meta)
     });
     if !unchanged {
-        assemble(&final_path, &cache, &done, &job.images, ctx.meta)?;
+        assemble(&final_path, &cache, &done, &job, ctx.meta)?;
     }
     match std::fs::remove_dir_all(&parts_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&parts_dir, e)),
         _ => {}
     }
     // Gone only when no other shard or split is still writing parts.
+    if let Some(parent) = parts_dir.parent() {
+        let _ = std::fs::remove_dir(parent); // .parts/views
+    }
     let _ = std::fs::remove_dir(ctx.out.join(".parts"));
     skips.sort_by_key(|(pos, _)| *pos);
     let skips: Vec<Skip> = skips.into_iter().map(|(_, s)| s).collect();
@@ -316,7 +359,7 @@ fn assemble(
     path: &Path,
     cache: &Cache,
     done: &[(usize, Hit, [u8; 32])],
-    images: &[(usize, &Item)],
+    job: &Job<'_>,
     meta: &FeatureMeta,
 ) -> Result<()> {
     // How many rows each source still has to give: close it after the last.
@@ -325,11 +368,18 @@ fn assemble(
         *left.entry(h.source).or_insert(0usize) += 1;
     }
     let mut reader = RowReader::new(cache);
-    let mut writer = FeatureFileWriter::create(path, meta.clone(), false)?;
+    let with_view = job.augment.is_some();
+    let mut writer = FeatureFileWriter::create(path, meta.clone(), with_view)?;
     let mut buf = FeatureTable::empty(meta.clone());
     for &(i, hit, sha) in done {
-        let item = images[i].1;
-        buf.push(item.rel.clone(), item.label, sha, reader.vector(hit)?, 0)?;
+        let item = job.images[i].1;
+        buf.push(
+            item.rel.clone(),
+            item.label,
+            sha,
+            reader.vector(hit)?,
+            job.views[i],
+        )?;
         let n = left.get_mut(&hit.source).expect("counted above");
         *n -= 1;
         if *n == 0 {

@@ -145,7 +145,15 @@ impl Preprocess {
     /// stays in `float32`).
     #[inline]
     pub fn apply(self, v: u8, c: usize) -> f32 {
-        let x = f32::from(v);
+        self.apply_f32(f32::from(v), c)
+    }
+
+    /// [`Preprocess::apply`] on a value that is no longer an integer: an
+    /// augmented view's pixels come out of the affine transform as
+    /// `float32` (Keras applies `preprocessing_function` after
+    /// `random_transform`, without rounding to 8 bits in between).
+    #[inline]
+    pub fn apply_f32(self, x: f32, c: usize) -> f32 {
         match self {
             Preprocess::Tf => x / 127.5 - 1.0,
             Preprocess::Torch => (x / 255.0 - TORCH_MEAN[c]) / TORCH_STD[c],

@@ -61,6 +61,8 @@ pub(crate) struct SplitReport {
     pub(crate) skipped: usize,
     pub(crate) encode_secs: f64,
     pub(crate) ort_secs: f64,
+    /// Indexes (into the job's images) of the images that were skipped.
+    pub(crate) failed: Vec<usize>,
 }
 
 impl SplitReport {

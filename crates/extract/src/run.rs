@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use xfer_features::{shard_file_name, FeatureMeta};
 
+use crate::augment;
 use crate::config::Config;
 use crate::model::{BaseModel, Device};
 use crate::pipeline::{self, Ctx, Job};
@@ -29,6 +30,16 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
                 "no images in the class folders ({}); extensions read: {}",
                 data.classes.join(", "),
                 walk::EXTENSIONS.join(" ")
+            ),
+        });
+    }
+
+    if cfg.augment.is_some() && !data.splits.iter().any(|s| s.name == walk::SINGLE_SPLIT) {
+        return Err(Error::Layout {
+            path: cfg.data.clone(),
+            reason: format!(
+                "--augment makes views of the `{}` split, and there is none",
+                walk::SINGLE_SPLIT
             ),
         });
     }
@@ -100,11 +111,15 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
                 )),
             }
         }
+        let views = vec![0; images.len()];
+        let plain = images.clone();
         let r = pipeline::extract(
             Job {
-                name,
+                name: name.clone(),
                 images,
                 skipped,
+                views,
+                augment: None,
             },
             &mut model,
             &ctx,
@@ -112,7 +127,22 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         if !cfg.quiet {
             eprintln!("xfer extract: {}", r.line());
         }
+        let views_job = match &cfg.augment {
+            Some(aug) if split.name == walk::SINGLE_SPLIT => {
+                Some(augment::views_job(&name, &plain, &r.failed, aug))
+            }
+            _ => None,
+        };
         reports.push(r);
+        if let (Some(job), Some(aug)) = (views_job, &cfg.augment) {
+            let meta = augment::views_meta(&meta, aug);
+            let ctx = Ctx { meta: &meta, ..ctx };
+            let r = pipeline::extract(job, &mut model, &ctx)?;
+            if !cfg.quiet {
+                eprintln!("xfer extract: {}", r.line());
+            }
+            reports.push(r);
+        }
     }
 
     let rows: usize = reports.iter().map(|r| r.rows).sum();

@@ -62,6 +62,13 @@ pub struct TrainArgs {
     /// Keep the training rows in file order instead of reshuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Train on augmented views (`xfer extract --augment K`): every epoch
+    /// each training image shows one of its views 0..=K (0 = plain), a
+    /// different one from the epoch before, drawn from the seed; an epoch
+    /// still has one row per image. Validation always uses the plain
+    /// images.
+    #[arg(long)]
+    pub views: bool,
     /// Start from these weights instead of a seeded glorot-uniform init.
     #[arg(long, value_name = "HEAD.safetensors")]
     pub init: Option<PathBuf>,

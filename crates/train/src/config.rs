@@ -51,6 +51,8 @@ pub(crate) struct TrainConfig {
     pub(crate) seed: u64,
     pub(crate) seed_given: bool,
     pub(crate) shuffle: bool,
+    /// Draw one augmented view per image per epoch (`--views`).
+    pub(crate) views: bool,
     pub(crate) init: Option<PathBuf>,
     pub(crate) baseline: bool,
     pub(crate) threads: Option<usize>,
@@ -172,6 +174,7 @@ impl TryFrom<TrainArgs> for TrainConfig {
             seed: a.seed.unwrap_or_else(|| u64::from(rand::random::<u32>())),
             seed_given,
             shuffle: !a.no_shuffle,
+            views: a.views,
             init: a.init,
             baseline: a.baseline,
             threads: a.threads,

@@ -6,9 +6,16 @@
 //! values only, and the two splits must come from the same model, size,
 //! preprocessing and class list; every class needs training rows. Each
 //! error names the feature file (or the shard set) at fault.
+//!
+//! With `--views`, the augmented views `xfer extract --augment K` wrote to
+//! `DIR/views/<split>.parquet` are joined to the training rows by image
+//! path and sha256 ([`Views`]): every image needs all K views made from its
+//! current bytes, with the same model metadata, or the run stops and says
+//! to extract again.
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use xfer_features::{read_split, split_files, FeatureMeta};
+use xfer_features::{read_split, split_files, FeatureMeta, FeatureTable};
 
 use crate::{Error, Result};
 
@@ -23,7 +30,28 @@ pub(crate) struct Split {
     pub(crate) x: Vec<f32>,
     /// Labels, indexes into the class list.
     pub(crate) y: Vec<u32>,
+    /// Augmented views of these rows (training split with `--views`).
+    pub(crate) views: Option<Views>,
 }
+
+/// The augmented views of a split's rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Views {
+    /// Views per image besides the plain row (K).
+    pub(crate) k: usize,
+    /// Row `i * k + (v - 1)` is view `v` (1..=K) of row `i`; `n·K × dim`.
+    pub(crate) x: Vec<f32>,
+    /// The views file, or its shard pattern.
+    pub(crate) source: PathBuf,
+}
+
+/// Folder of the views files inside a features folder (as `xfer extract`
+/// writes it).
+pub(crate) const VIEWS_DIR: &str = "views";
+
+/// Metadata entry of a views file with the augmentation settings (JSON,
+/// `views` = K).
+const AUGMENT_KEY: &str = "xfer.augment";
 
 impl Split {
     /// Number of rows.
@@ -66,6 +94,39 @@ fn source(dir: &Path, split: &str) -> PathBuf {
 /// # Errors
 /// Those of [`read_split`]; [`Error::EmptySplit`], [`Error::NonFinite`].
 pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)> {
+    load_keyed(dir, split).map(|(meta, split, _)| (meta, split))
+}
+
+/// Image path and sha256 of each row: what views are joined on.
+type Keys = Vec<(String, [u8; 32])>;
+
+/// [`Error::NonFinite`] for the first NaN or infinite value of `table`
+/// (read from `source`), if any.
+fn check_finite(table: &FeatureTable, source: &Path) -> Result<()> {
+    let d = table.dim().max(1);
+    // Branch-free scan per row (vectorises); locate the value only on failure.
+    let Some(row) = table
+        .features
+        .chunks(d)
+        .position(|r| !r.iter().fold(true, |ok, v| ok & v.is_finite()))
+    else {
+        return Ok(());
+    };
+    let index = table.features[row * d..(row + 1) * d]
+        .iter()
+        .position(|v| !v.is_finite())
+        .unwrap_or(0);
+    Err(Error::NonFinite {
+        path: source.into(),
+        row,
+        image: table.paths[row].clone(),
+        index,
+        value: table.features[row * d + index],
+    })
+}
+
+/// [`load_split`], also returning each row's (path, sha256).
+fn load_keyed(dir: &Path, split: &str) -> Result<(FeatureMeta, Split, Keys)> {
     let table = read_split(dir, split)?;
     let source = source(dir, split);
     if table.is_empty() {
@@ -74,27 +135,7 @@ pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)
             split: split.into(),
         });
     }
-    let d = table.dim().max(1);
-    // Branch-free scan per row (vectorises); locate the value only on failure.
-    let bad_row = table
-        .features
-        .chunks(d)
-        .position(|r| !r.iter().fold(true, |ok, v| ok & v.is_finite()));
-    if let Some(row) = bad_row {
-        let k = row * d
-            + table
-                .row(row)
-                .iter()
-                .position(|v| !v.is_finite())
-                .unwrap_or(0);
-        return Err(Error::NonFinite {
-            path: source,
-            row,
-            image: table.paths[row].clone(),
-            index: k % d,
-            value: table.features[k],
-        });
-    }
+    check_finite(&table, &source)?;
     // Labels were checked against the class list when the file was read.
     let y = table.labels.iter().map(|&l| l as u32).collect();
     let split = Split {
@@ -102,8 +143,93 @@ pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)
         source,
         x: table.features,
         y,
+        views: None,
     };
-    Ok((table.meta, split))
+    let keys = table.paths.into_iter().zip(table.sha256).collect();
+    Ok((table.meta, split, keys))
+}
+
+/// Reads the views of `train` (the rows of split `name` in `dir`, with
+/// metadata `meta` and row keys `keys`) from `dir/views/`.
+///
+/// # Errors
+/// [`Error::Views`] when the views are missing, not all there or stale;
+/// [`Error::Mismatch`] when they come from another model or size;
+/// [`Error::NonFinite`]; those of [`read_split`].
+fn load_views(
+    dir: &Path,
+    name: &str,
+    meta: &FeatureMeta,
+    train: &Split,
+    keys: &Keys,
+) -> Result<Views> {
+    let vdir = dir.join(VIEWS_DIR);
+    let source = source(&vdir, name);
+    let table = match read_split(&vdir, name) {
+        Err(xfer_features::Error::MissingSplit { .. }) => {
+            return Err(Error::Views {
+                path: source,
+                reason: format!(
+                    "--views: no augmented views of split `{name}`; make them with `xfer extract --augment K`"
+                ),
+            })
+        }
+        r => r?,
+    };
+    if let Some((key, expected, got)) = meta.first_difference(&table.meta) {
+        return Err(Error::Mismatch {
+            path: source,
+            other: train.source.clone(),
+            key,
+            expected,
+            got,
+        });
+    }
+    let k = table
+        .meta
+        .extra
+        .get(AUGMENT_KEY)
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .and_then(|v| v.get("views")?.as_u64())
+        .ok_or_else(|| Error::Views {
+            path: source.clone(),
+            reason: format!("no readable `{AUGMENT_KEY}` entry with the number of views"),
+        })? as usize;
+    check_finite(&table, &source)?;
+    let d = meta.dim;
+    let row_of: HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.as_str(), i))
+        .collect();
+    let mut x = vec![0.0f32; keys.len() * k * d];
+    let mut have = vec![false; keys.len() * k];
+    for r in 0..table.len() {
+        let v = table.views[r];
+        let Some(&i) = row_of.get(table.paths[r].as_str()) else {
+            continue; // an image no longer in the split
+        };
+        if v < 1 || v as usize > k || table.sha256[r] != keys[i].1 {
+            continue; // another K's view, or made from older bytes
+        }
+        let slot = i * k + (v as usize - 1);
+        x[slot * d..(slot + 1) * d].copy_from_slice(table.row(r));
+        have[slot] = true;
+    }
+    if let Some(slot) = have.iter().position(|h| !h) {
+        let missing = have.iter().filter(|h| !**h).count();
+        return Err(Error::Views {
+            path: source,
+            reason: format!(
+                "{missing} of {} views are missing or older than {} (first: view {} of {}); run `xfer extract --augment {k}` again",
+                have.len(),
+                train.source.display(),
+                slot % k + 1,
+                keys[slot / k].0
+            ),
+        });
+    }
+    Ok(Views { k, x, source })
 }
 
 /// Reads and checks the training and validation splits of `dir`.
@@ -111,11 +237,24 @@ pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)
 /// # Errors
 /// Those of [`load_split`]; [`Error::Mismatch`] when the splits' metadata
 /// differ; [`Error::EmptyClass`] when a class has no training rows.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn load(dir: &Path, train: &str, val: &str) -> Result<Data> {
+    load_with(dir, train, val, false)
+}
+
+/// [`load`], with the training split's augmented views when `views`.
+///
+/// # Errors
+/// Those of [`load`], and with `views` those of reading the views
+/// ([`Error::Views`], [`Error::Mismatch`]).
+pub(crate) fn load_with(dir: &Path, train: &str, val: &str, views: bool) -> Result<Data> {
     // The two reads are independent; the validation file loads while the
     // (larger) training file does.
-    let (train, val) = rayon::join(|| load_split(dir, train), || load_split(dir, val));
-    let ((meta, train), (val_meta, val)) = (train?, val?);
+    let (train, val) = rayon::join(|| load_keyed(dir, train), || load_split(dir, val));
+    let ((meta, mut train, keys), (val_meta, val)) = (train?, val?);
+    if views {
+        train.views = Some(load_views(dir, &train.name, &meta, &train, &keys)?);
+    }
     if let Some((key, expected, got)) = meta.first_difference(&val_meta) {
         return Err(Error::Mismatch {
             path: val.source,

@@ -96,6 +96,15 @@ pub enum Error {
         /// The plotting library's message.
         reason: String,
     },
+    /// `--views` and the augmented views of the training split are missing,
+    /// incomplete or older than its plain rows.
+    #[error("{path}: {reason}")]
+    Views {
+        /// The views file(s).
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// The linfa baseline failed to fit.
     #[error("baseline (linfa logistic regression): {0}")]
     Baseline(String),

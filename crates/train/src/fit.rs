@@ -19,12 +19,18 @@
 //!
 //! All buffers are allocated once per run; a step only runs three to five
 //! sgemm calls ([`crate::gemm`]) and a few linear passes.
+//!
+//! With augmented views (`--views`, K views per image besides the plain
+//! row), each epoch first picks one view per image ([`ViewSchedule`]) and
+//! gathers those rows into an epoch matrix the batches read from, so an
+//! epoch has as many rows as without augmentation. With K = 0 nothing is
+//! drawn and the run is the plain one, number for number.
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::adam::{Adam, AdamParams};
-use crate::data::Split;
+use crate::data::{Split, Views};
 use crate::head::Head;
 use crate::loss::{cross_entropy, BatchStats};
 use crate::{gemm, Error, Result};
@@ -312,6 +318,67 @@ impl Work {
     }
 }
 
+/// Which view each training image shows in each epoch: per image, the
+/// views `0..=K` in a random order, one per epoch, reshuffled every `K + 1`
+/// epochs and never the same view in two epochs running. Draws come from
+/// their own stream of the seed (ChaCha8 stream 2; the initial weights use
+/// 0 and the shuffling 1), image after image, so the choice depends only
+/// on the seed, K and the number of images.
+pub(crate) struct ViewSchedule {
+    k: usize,
+    /// `n × (K + 1)`: the current cycle's order of each image's views.
+    order: Vec<u32>,
+    rng: ChaCha8Rng,
+    epoch: usize,
+}
+
+impl ViewSchedule {
+    pub(crate) fn new(n: usize, k: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        ViewSchedule {
+            k,
+            order: (0..n).flat_map(|_| 0..=k as u32).collect(),
+            rng,
+            epoch: 0,
+        }
+    }
+
+    /// The view of every image for the next epoch.
+    pub(crate) fn next_epoch(&mut self, picks: &mut [u32]) {
+        let w = self.k + 1;
+        let pos = self.epoch % w;
+        if pos == 0 {
+            for views in self.order.chunks_exact_mut(w) {
+                let last = views[w - 1];
+                views.shuffle(&mut self.rng);
+                if w > 1 && self.epoch > 0 && views[0] == last {
+                    views.swap(0, 1);
+                }
+            }
+        }
+        for (p, views) in picks.iter_mut().zip(self.order.chunks_exact(w)) {
+            *p = views[pos];
+        }
+        self.epoch += 1;
+    }
+}
+
+/// Copies view `picks[i]` of each row `i` of `train` into `out`.
+fn gather(train: &Split, views: &Views, picks: &[u32], out: &mut [f32]) {
+    let (d, k) = (train.x.len() / train.len().max(1), views.k);
+    for (i, (&v, row)) in picks.iter().zip(out.chunks_exact_mut(d)).enumerate() {
+        let src = match v {
+            0 => &train.x[i * d..(i + 1) * d],
+            v => {
+                let slot = i * k + v as usize - 1;
+                &views.x[slot * d..(slot + 1) * d]
+            }
+        };
+        row.copy_from_slice(src);
+    }
+}
+
 /// One epoch's numbers, for progress output.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EpochLog {
@@ -357,13 +424,37 @@ pub(crate) fn fit(
         outcome: Outcome::Finished,
     };
     let mut best_accuracy = f32::NEG_INFINITY;
+    // Augmented views: this epoch's rows, gathered (none drawn when K = 0).
+    let mut epoch_views = train.views.as_ref().filter(|v| v.k > 0).map(|v| {
+        let split = Split {
+            name: train.name.clone(),
+            source: train.source.clone(),
+            x: train.x.clone(),
+            y: train.y.clone(),
+            views: None,
+        };
+        (
+            v,
+            ViewSchedule::new(n, v.k, opts.seed),
+            vec![0u32; n],
+            split,
+        )
+    });
     for epoch in 1..=opts.epochs {
         if opts.shuffle {
             order.shuffle(&mut shuffle_rng);
         }
+        let rows_of_epoch: &Split = match &mut epoch_views {
+            Some((views, schedule, picks, split)) => {
+                schedule.next_epoch(picks);
+                gather(train, views, picks, &mut split.x);
+                split
+            }
+            None => train,
+        };
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for (i, idx) in order.chunks(rows).enumerate() {
-            let s = work.step(&mut head, &mut adam, train, idx, !opts.shuffle);
+            let s = work.step(&mut head, &mut adam, rows_of_epoch, idx, !opts.shuffle);
             if !s.loss_sum.is_finite() {
                 fit.outcome = Outcome::Diverged {
                     epoch,
@@ -414,7 +505,82 @@ mod tests {
             source: "s.parquet".into(),
             x,
             y,
+            views: None,
         }
+    }
+
+    #[test]
+    fn view_schedule_visits_every_view_and_never_repeats() {
+        let (n, k) = (50, 3);
+        let mut s = ViewSchedule::new(n, k, 7);
+        let mut picks = vec![0u32; n];
+        let mut seen: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for _ in 0..4 * (k + 1) {
+            s.next_epoch(&mut picks);
+            for (i, &p) in picks.iter().enumerate() {
+                assert!(p as usize <= k);
+                if let Some(&last) = seen[i].last() {
+                    assert_ne!(p, last, "image {i} repeats a view");
+                }
+                seen[i].push(p);
+            }
+        }
+        for views in &seen {
+            for cycle in views.chunks(k + 1) {
+                let mut c = cycle.to_vec();
+                c.sort_unstable();
+                assert_eq!(c, [0, 1, 2, 3], "each cycle shows every view once");
+            }
+        }
+        // Not all images in step, and the same seed draws the same views.
+        assert!(seen.iter().any(|v| v != &seen[0]));
+        let mut again = ViewSchedule::new(n, k, 7);
+        again.next_epoch(&mut picks);
+        assert_eq!(picks, seen.iter().map(|v| v[0]).collect::<Vec<_>>());
+        // K = 0: always the plain row.
+        let mut plain = ViewSchedule::new(n, 0, 7);
+        plain.next_epoch(&mut picks);
+        plain.next_epoch(&mut picks);
+        assert!(picks.iter().all(|&p| p == 0));
+    }
+
+    #[test]
+    fn views_feed_the_epochs_and_k0_is_the_plain_run() {
+        let meta = FeatureMeta::new(vec!["a".into(), "b".into()], 2);
+        let x: Vec<f32> = (0..40)
+            .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+            .collect();
+        let y: Vec<u32> = (0..20).map(|i| (i % 2) as u32).collect();
+        let plain = split(x.clone(), y.clone());
+        let opts = FitOptions {
+            epochs: 4,
+            batch_size: 8,
+            shuffle: true,
+            seed: 3,
+        };
+        let run = |s: &Split| {
+            let head = Head::glorot(meta.clone(), None, 3);
+            fit(head, s, &plain, AdamParams::default(), 0.0, opts, |_| {}).unwrap()
+        };
+        let base = run(&plain);
+        let mut k0 = split(x.clone(), y.clone());
+        k0.views = Some(Views {
+            k: 0,
+            x: Vec::new(),
+            source: "v.parquet".into(),
+        });
+        assert_eq!(run(&k0).history, base.history);
+        let mut k2 = split(x.clone(), y);
+        k2.views = Some(Views {
+            k: 2,
+            x: x.chunks(2)
+                .flat_map(|r| [r[0] + 1.0, r[1] + 1.0, r[0] - 1.0, r[1] - 1.0])
+                .collect(),
+            source: "v.parquet".into(),
+        });
+        let a = run(&k2);
+        assert_ne!(a.history, base.history, "views change the training rows");
+        assert_eq!(a.history, run(&k2).history, "deterministic");
     }
 
     /// One epoch of one batch against Keras 3.15 (JAX), computed with:

@@ -43,7 +43,7 @@ pub use head::{softmax_rows, Head};
 /// the flag or file.
 pub fn run(args: TrainArgs) -> Result<u8> {
     let cfg = config::TrainConfig::try_from(args)?;
-    let data = data::load(&cfg.features, &cfg.train_split, &cfg.val_split)?;
+    let data = data::load_with(&cfg.features, &cfg.train_split, &cfg.val_split, cfg.views)?;
     let init = match &cfg.init {
         Some(path) => {
             let head = Head::load(path)?;

@@ -226,6 +226,12 @@ impl RunFiles<'_> {
             "seed": cfg.seed,
             "seed_given": cfg.seed_given,
             "shuffle": cfg.shuffle,
+            // --views: augmented views per image (view 0, the plain row, not
+            // counted) and where they came from; null without --views.
+            "views": data.train.views.as_ref().map(|v| serde_json::json!({
+                "per_image": v.k,
+                "file": v.source,
+            })),
             "init": cfg.init.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "glorot_uniform".into()),
             "optimizer": {
                 "name": "Adam",
