@@ -203,6 +203,16 @@ def synthetic(tmp, seed=0):
     png16(os.path.join(d, "rgb16.png"), rng.integers(0, 65536, (40, 50, 3)), 2)
     png16(os.path.join(d, "rgba16.png"), rng.integers(0, 65536, (40, 50, 4)), 6)
     Image.fromarray(g16).save(os.path.join(d, "gray16.tif"))
+    Image.fromarray(g16).save(os.path.join(d, "gray16.ppm"))  # PGM with maxval 65535
+    rgb.save(os.path.join(d, "lzw.tif"), compression="tiff_lzw")
+    rgb.save(os.path.join(d, "deflate.tiff"), compression="tiff_adobe_deflate")
+    gray.convert("1").save(os.path.join(d, "bilevel.tif"))
+    gray.convert("1").save(os.path.join(d, "group4.tif"), compression="group4")
+    gray.convert("1").save(os.path.join(d, "bilevel.bmp"))
+    gray.convert("1").save(os.path.join(d, "bilevel.ppm"))  # PBM
+    gray.convert("I").save(os.path.join(d, "int32.tif"))
+    la.save(os.path.join(d, "la.tif"))
+    rgba.save(os.path.join(d, "rgba.bmp"))
     return sorted(os.listdir(d))
 
 

@@ -290,21 +290,55 @@ fn gray_to_rgb(gray: &[u8]) -> Vec<u8> {
 
 fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
     use tiff::decoder::{Decoder, DecodingResult, Limits};
-    use tiff::ColorType;
-    let err = |e: tiff::TiffError| bad(format!("broken TIFF data: {e}"));
+    use tiff::tags::Tag;
+    use tiff::{ColorType, TiffError};
+    let err = |e: TiffError| match e {
+        TiffError::UnsupportedError(u) => bad(format!(
+            "TIFF variant not read by xfer ({u}); convert it to PNG"
+        )),
+        other => bad(format!("broken TIFF data: {other}")),
+    };
     let mut d = Decoder::new(Cursor::new(bytes))
         .map_err(err)?
         .with_limits(Limits::unlimited());
     let (width, height) = d.dimensions().map_err(err)?;
     check_size(width, height, max_pixels)?;
+    // JPEG inside TIFF goes through another JPEG decoder than libjpeg-turbo:
+    // close to PIL's pixels but not equal, so it is refused, not guessed.
+    if let Ok(Some(6 | 7)) = d.find_tag_unsigned::<u16>(Tag::Compression) {
+        return Err(bad(
+            "JPEG-compressed TIFF: not decoded exactly as PIL does; convert it to PNG or JPEG",
+        ));
+    }
     let color = d.colortype().map_err(err)?;
-    let pixels = width as usize * height as usize;
+    let (w, pixels) = (width as usize, width as usize * height as usize);
     let samples = d.read_image().map_err(err)?;
     let data = match (color, samples) {
+        // Packed bits, rows padded to whole bytes; the crate has already
+        // turned WhiteIsZero around, so 1 is white (PIL mode "1").
+        (ColorType::Gray(1), DecodingResult::U8(v)) => v
+            .chunks(w.div_ceil(8))
+            .take(height as usize)
+            .flat_map(|row| {
+                (0..w).map(move |x| {
+                    if row[x / 8] & (0x80 >> (x % 8)) != 0 {
+                        255
+                    } else {
+                        0
+                    }
+                })
+            })
+            .flat_map(|g: u8| [g; 3])
+            .collect(),
         (ColorType::Gray(8), DecodingResult::U8(v)) => gray_to_rgb(&v),
-        (ColorType::GrayA(8), DecodingResult::U8(v)) => {
-            v.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect()
-        }
+        (
+            ColorType::GrayA(8)
+            | ColorType::Multiband {
+                bit_depth: 8,
+                num_samples: 2,
+            },
+            DecodingResult::U8(v),
+        ) => v.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
         (ColorType::RGB(8), DecodingResult::U8(v)) => v,
         (ColorType::RGBA(8), DecodingResult::U8(v)) => {
             v.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()
@@ -313,7 +347,14 @@ fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
             .chunks_exact(4)
             .flat_map(|p| cmyk_to_rgb(p[0], p[1], p[2], p[3]))
             .collect(),
+        // PIL: "I;16" and "I" clip to 0..255 on convert('RGB').
         (ColorType::Gray(16), DecodingResult::U16(v)) => {
+            v.iter().flat_map(|&x| [x.min(255) as u8; 3]).collect()
+        }
+        (ColorType::Gray(32), DecodingResult::I32(v)) => {
+            v.iter().flat_map(|&x| [x.clamp(0, 255) as u8; 3]).collect()
+        }
+        (ColorType::Gray(32), DecodingResult::U32(v)) => {
             v.iter().flat_map(|&x| [x.min(255) as u8; 3]).collect()
         }
         (ColorType::RGB(16), DecodingResult::U16(v)) => v.iter().map(|&x| (x >> 8) as u8).collect(),
@@ -321,7 +362,11 @@ fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
             .chunks_exact(4)
             .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
             .collect(),
-        (c, _) => return Err(bad(format!("TIFF with {c:?} samples: not read by xfer"))),
+        (c, _) => {
+            return Err(bad(format!(
+                "TIFF with {c:?} samples: not read by xfer; convert it to PNG"
+            )))
+        }
     };
     if data.len() != pixels * 3 {
         return Err(bad("broken TIFF data: short image"));
