@@ -12,10 +12,10 @@ use crate::util::{clothing, ort_lib, run_python, tiny_model, xfer};
 use xfer_features::{read_file, read_split, FeatureTable};
 
 /// Side of the model input in these tests (small: fast).
-const SIZE: &str = "32";
+pub(crate) const SIZE: &str = "32";
 
 /// A deterministic image of `w x h` (PNG, JPEG, BMP... by extension).
-fn image(path: &Path, w: u32, h: u32, seed: u32) {
+pub(crate) fn image(path: &Path, w: u32, h: u32, seed: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         let v = x
@@ -32,7 +32,7 @@ fn image(path: &Path, w: u32, h: u32, seed: u32) {
 }
 
 /// `DATA/<split>/<class>/<n>.png` with `per_class` images per class.
-fn dataset(root: &Path, splits: &[&str], classes: &[&str], per_class: u32) {
+pub(crate) fn dataset(root: &Path, splits: &[&str], classes: &[&str], per_class: u32) {
     for (si, s) in splits.iter().enumerate() {
         for (ci, c) in classes.iter().enumerate() {
             for i in 0..per_class {
@@ -50,14 +50,14 @@ fn dataset(root: &Path, splits: &[&str], classes: &[&str], per_class: u32) {
 
 /// Counts from the closing summary line.
 #[derive(Debug, PartialEq, Eq)]
-struct Counts {
-    rows: usize,
-    encoded: usize,
-    reused: usize,
-    skipped: usize,
+pub(crate) struct Counts {
+    pub(crate) rows: usize,
+    pub(crate) encoded: usize,
+    pub(crate) reused: usize,
+    pub(crate) skipped: usize,
 }
 
-fn counts(stderr: &str) -> Counts {
+pub(crate) fn counts(stderr: &str) -> Counts {
     let line = stderr
         .lines()
         .find(|l| l.starts_with("xfer extract: ") && l.contains(" images: "))
@@ -77,7 +77,13 @@ fn counts(stderr: &str) -> Counts {
 }
 
 /// Runs `xfer extract` and returns (exit status, stderr).
-fn extract(cache: &Path, data: &Path, model: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
+pub(crate) fn extract(
+    cache: &Path,
+    data: &Path,
+    model: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (i32, String) {
     let mut cmd = xfer(cache);
     cmd.args(["extract", "--device", "cpu", "--batch-size", "8"]);
     if !extra.contains(&"--size") {
@@ -99,7 +105,13 @@ fn extract(cache: &Path, data: &Path, model: &Path, out: &Path, extra: &[&str]) 
     )
 }
 
-fn extract_ok(cache: &Path, data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Counts {
+pub(crate) fn extract_ok(
+    cache: &Path,
+    data: &Path,
+    model: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Counts {
     let (code, err) = extract(cache, data, model, out, extra);
     assert_eq!(code, 0, "xfer extract failed:\n{err}");
     counts(&err)
