@@ -14,6 +14,8 @@ EPOCHS      ?= 10
 INNER       ?=
 DROPOUT     ?=
 DEVICE      ?= auto
+AUGMENT     ?=
+VIEWS       ?=
 MODEL       ?= models/$(BACKBONE)-$(notdir $(basename $(WEIGHTS))).onnx
 FEATURES    ?= features/$(BACKBONE)-$(notdir $(basename $(WEIGHTS)))-$(SIZE)
 RUN         ?= runs/$(BACKBONE)-$(notdir $(basename $(WEIGHTS)))-$(SIZE)
@@ -41,7 +43,7 @@ export XDG_CACHE_HOME ?= $(abspath .cache)
 WEIGHTS_CACHE ?= $(if $(filter file,$(origin XDG_CACHE_HOME)),$(HOME)/.cache,$(XDG_CACHE_HOME))/xfer
 
 .PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
-        check-pixels report e2e clean
+        check-pixels report e2e clean study-augment check-augment
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -76,12 +78,18 @@ $(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.
 	$(VPY) scripts/export_model.py $(BACKBONE) \
 	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
 
-features: $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE)
-	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE)
+features: $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
+	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \
+	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED))
 
-train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep; TRAIN_ARGS=--baseline)
+train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep; VIEWS=1 trains on the augmented views; TRAIN_ARGS=--baseline)
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
-	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT)) $(TRAIN_ARGS)
+	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT)) $(if $(VIEWS),--views) $(TRAIN_ARGS)
+
+study-augment: $(ORT_LIB) $(XFER) ## EfficientNet-Lite0 at 150 and 299, with and without augmented views, 3 seeds (STUDY_ARGS=--views 2)
+	$(MAKE) model BACKBONE=efficientnet-lite0
+	$(PYTHON) scripts/study_augment.py --xfer $(XFER) --data $(DATA) \
+	    --model models/efficientnet-lite0-imagenet.onnx --work features/study --runs runs/study-augment $(STUDY_ARGS)
 
 report: $(VENV)/.done ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
 	$(VPY) scripts/report.py $(RUN) --data $(DATA)
@@ -105,6 +113,11 @@ PIXEL_SAMPLE ?= 400
 check-pixels: $(VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --data $(DATA) --sample $(PIXEL_SAMPLE) --size $(SIZE)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --synthetic --size $(SIZE)
+
+check-augment: $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's augmented views equal to Keras ImageDataGenerator (sampled DATA images, each fill mode)
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE)
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode reflect --vertical-flip
+	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode constant --cval 17
 
 check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
