@@ -684,6 +684,8 @@ mod tests {
         let w = u64::from_le_bytes(d[..8].try_into().unwrap());
         let u = uniforms(1, 1, "a/b.jpg");
         assert_eq!(u[0], (w >> 11) as f64 / 9007199254740992.0);
+        // The same numbers pinned in scripts/tests/test_check_augment.py.
+        assert_eq!((u[0], u[7]), (0.6177548484216161, 0.8790697617772154));
         assert!(u.iter().all(|x| (0.0..1.0).contains(x)));
     }
 
