@@ -66,6 +66,12 @@ fn views_are_deterministic_across_runs_and_threads_and_differ() {
     extract_ok(&cache, &data, &model, &two, &with("2", &["--threads", "2"]));
     let (a, b) = (views(&one), views(&two));
     assert_eq!(a, b, "same seed: the same views, whatever the threads");
+    let sharded = tmp.path().join("sharded");
+    for shard in ["0/2", "1/2"] {
+        extract_ok(&cache, &data, &model, &sharded, &with("2", &["--shard", shard]));
+    }
+    assert!(sharded.join("views/train-1-of-2.parquet").is_file());
+    assert_eq!(views(&sharded), a, "... and whatever the sharding");
     assert_eq!((a.len(), &a.views[..4]), (12, &[1, 2, 1, 2][..]));
     assert!(a.meta.extra["xfer.augment"].contains("\"views\":2"));
 
