@@ -68,7 +68,13 @@ fn views_are_deterministic_across_runs_and_threads_and_differ() {
     assert_eq!(a, b, "same seed: the same views, whatever the threads");
     let sharded = tmp.path().join("sharded");
     for shard in ["0/2", "1/2"] {
-        extract_ok(&cache, &data, &model, &sharded, &with("2", &["--shard", shard]));
+        extract_ok(
+            &cache,
+            &data,
+            &model,
+            &sharded,
+            &with("2", &["--shard", shard]),
+        );
     }
     assert!(sharded.join("views/train-1-of-2.parquet").is_file());
     assert_eq!(views(&sharded), a, "... and whatever the sharding");
