@@ -13,7 +13,10 @@
 //! input). The rest is the command: [`ExtractArgs`] (flags) are validated
 //! into a config, the data folder is walked in Keras's order, a pipeline
 //! decodes in parallel while the model runs, reuses earlier vectors, and
-//! writes crash-safe output.
+//! writes crash-safe output. With `--augment K` the same pipeline also
+//! writes K augmented views of every training image (Keras
+//! `ImageDataGenerator` transforms, `augment.rs`) to
+//! `FEATURES_DIR/views/train.parquet`, cached like the plain vectors.
 #![deny(missing_docs)]
 
 mod args;

@@ -5,7 +5,9 @@
 //! ([`head`]) is fitted with categorical cross-entropy from logits
 //! (`loss.rs`) and a hand-written Adam (`adam.rs`) in a loop that reproduces
 //! Keras's `model.fit` number for number (`fit.rs`); lists of
-//! hyperparameters run as a parallel grid (`sweep.rs`). Every run leaves a
+//! hyperparameters run as a parallel grid (`sweep.rs`). With `--views` each
+//! epoch shows every training image as one of its augmented views (written
+//! by `xfer extract --augment K`, joined in `data.rs`). Every run leaves a
 //! folder of history, heads, metrics and plots (`run_dir.rs`). `eval.rs`
 //! scores a saved head on any split.
 //!
