@@ -670,11 +670,12 @@ class Report:
                     busy[name] = busy.get(name, 0) + 1
         if not loads:
             return ""
-        text = f"1-minute load average at the start of each run: {min(loads):.1f} to {max(loads):.1f}"
-        others = sorted((c, nme) for nme, c in busy.items()
-                        if nme not in ("xfer", "python", "python3", "hyperfine", "time", "sh"))
+        text = (f"1-minute load average at the start of each run: {min(loads):.1f} to "
+                f"{max(loads):.1f} (2 cores)")
+        # sampled just before each of our runs starts: every busy process is someone else's
+        others = sorted((c, nme) for nme, c in busy.items())
         if others:
-            text += "; other busy processes seen: " + ", ".join(
+            text += "; other people's busy processes (>= 20% CPU) seen as runs started: " + ", ".join(
                 f"{nme} ({c} of {sum(len((self.row(k) or {}).get('busy', [])) for k in keys)} runs)"
                 for c, nme in reversed(others[-4:]))
         return text + "."
@@ -751,8 +752,10 @@ class Report:
                 return
             r = self.row(key)
             ips = f"{n / secs:.1f}" if n and secs else "n/a"
+            on = " (sample run)" if note else ""
             self.w(f"| {label}{note} | {fmt_s(secs)} | {ips} | {fmt_x(ratio(secs, xfer))} | "
-                   f"{fmt_s(med(r, 'cpu'))} | {fmt_mib(med(r, 'rss_kb'))} | {self.ref(key)} |")
+                   f"{fmt_s(med(r, 'cpu'))}{on} | {fmt_mib(med(r, 'rss_kb'))}{on} | "
+                   f"{self.ref(key)} |")
 
         def sub(label, secs):
             if secs is not None:
@@ -773,7 +776,9 @@ class Report:
         self.flush_cmds()
         self.w("Seconds and images/s: wall time, median of the runs. CPU s: user + system time "
                "of the whole process (less sensitive to the other work on the machine, but "
-               "spinning ORT threads count as busy).")
+               "spinning ORT threads count as busy). ORT alone's peak RSS includes the "
+               "memory-mapped pre-decoded tensors it reads "
+               f"({(n or 0) * 3 * self.size() ** 2 * 4 / 2 ** 20:.0f} MiB).")
         self.w()
         if xfer:
             r = ratio(xfer, ort_total)
@@ -824,27 +829,38 @@ class Report:
             self.w()
 
     def explain_extract(self, xfer, ort_total, py, dec, n):
+        """Why xfer is slower than an alternative, in measured numbers."""
         if not xfer or not ort_total:
             return
-        lines = []
-        if xfer > ort_total * 1.10 and dec and n:
-            extra = xfer - ort_total
-            lines.append(
-                f"xfer is {xfer / ort_total - 1:.0%} slower than ONNX Runtime alone. The extra "
-                f"{fmt_s(extra)} is decoding, resizing and hashing {n} images and writing "
-                f"Parquet. On this 2-core machine ORT's two intra-op threads already use "
-                f"both cores, so the decode threads can only overlap inference by taking "
-                f"CPU from it: one thread of PIL needs about {fmt_s(dec)} for the same "
-                f"decoding, and that CPU time cannot hide when no core is idle. With more "
-                f"cores than ORT threads the overlap is real.")
-        if py and xfer > py:
-            lines.append(
-                f"xfer is slower than the plain Python pipeline here ({fmt_x(xfer / py)}): "
-                "it also hashes every file (sha256, for the incremental cache) and writes "
-                "Parquet with metadata, and its decode threads compete with inference "
-                "for the 2 cores.")
-        for text in lines:
+        xrow = self.row("extract.xfer")
+        busy = benchlib.median([r.get("busy_pct") for r in xrow.get("xfer_report") or []])
+        nospin = imed(self.row("extract.ort_nospin"), "total_s")
+        cpu_x, cpu_ns = med(xrow, "cpu"), med(self.row("extract.ort_nospin"), "cpu")
+        if xfer > ort_total * 1.10:
+            text = (f"**xfer is {xfer / ort_total - 1:.0%} slower than ONNX Runtime alone** "
+                    f"({fmt_s(xfer - ort_total)} more).")
+            if busy is not None and busy >= 90:
+                text += (f" Decoding is not what waits: xfer's own timer has ONNX Runtime running "
+                         f"{busy:.0f}% of the encoding time, so the loss is inside inference.")
+            if nospin:
+                text += (f" ORT alone with xfer's session setting (idle intra-op threads do not "
+                         f"spin) takes {fmt_s(nospin)}: xfer is {fmt_x(xfer / nospin)} that. "
+                         "Spinning threads hold their cores between operators; on a machine "
+                         "busy with other work a thread that sleeps waits for the scheduler to "
+                         "get its core back. xfer gives spinning up so that its decode threads "
+                         "can run while the model runs.")
+            if cpu_x and cpu_ns and dec:
+                text += (f" The rest is CPU: xfer uses {fmt_s(cpu_x - cpu_ns)} more CPU than ORT "
+                         f"alone without spinning (decoding {n} images, about {fmt_s(dec)} in "
+                         "PIL on one thread, plus sha256 of every file and the Parquet writing), "
+                         "and with ORT's two threads on both cores there is no idle core to "
+                         "hide it on; with more cores than ORT threads the overlap is free.")
             self.w(f"- {text}")
+        if py and xfer > py:
+            self.w(f"- **xfer is slower than the plain Python pipeline here ({fmt_x(xfer / py)})**: "
+                   "it also hashes every file (sha256, for the incremental cache), writes "
+                   "Parquet with metadata, and its decode threads compete with inference for "
+                   "the 2 cores.")
 
     def training(self):
         n = self.meta.get("images")
@@ -1041,6 +1057,9 @@ class Report:
         if ls:
             self.w(f"Load: {ls}")
             self.w()
+
+    def size(self):
+        return int(self.meta.get("size") or 150)
 
     def dim(self):
         for key in ("extract.ort", "extract.ort_nospin"):
