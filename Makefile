@@ -43,7 +43,7 @@ export XDG_CACHE_HOME ?= $(abspath .cache)
 WEIGHTS_CACHE ?= $(if $(filter file,$(origin XDG_CACHE_HOME)),$(HOME)/.cache,$(XDG_CACHE_HOME))/xfer
 
 .PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
-        check-pixels report e2e clean study-augment check-augment
+        check-pixels report clean study-lite0 study-augment check-augment
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -118,6 +118,9 @@ check-augment: $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's augment
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode reflect --vertical-flip
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode constant --cval 17
+
+study-lite0: $(VENV)/.done $(ORT_LIB) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds) into docs/accuracy-lite0.md
+	$(VPY) scripts/study_lite0.py --data $(DATA)
 
 check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
