@@ -15,5 +15,9 @@ fn help_lists_the_four_commands() {
 #[test]
 fn unknown_command_fails_with_usage() {
     let tmp = tempfile::tempdir().unwrap();
-    xfer(tmp.path()).arg("frobnicate").assert().code(2).stderr(contains("Usage"));
+    xfer(tmp.path())
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(contains("Usage"));
 }

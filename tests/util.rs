@@ -37,7 +37,9 @@ pub(crate) fn ort_lib() -> PathBuf {
         .flatten()
         .map(|e| e.path().join("libonnxruntime.so"))
         .find(|p| p.exists());
-    found.expect("no ONNX Runtime library: run `make test` (it fetches the wheel) or set ORT_DYLIB_PATH")
+    found.expect(
+        "no ONNX Runtime library: run `make test` (it fetches the wheel) or set ORT_DYLIB_PATH",
+    )
 }
 
 /// A folder for shared, generated test inputs (the tiny model).
@@ -89,7 +91,8 @@ pub(crate) fn tiny_model(dim: usize, seed: u64) -> PathBuf {
 /// The `xfer` binary under test, with ONNX Runtime's cache kept out of $HOME.
 pub(crate) fn xfer(cache: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_xfer"));
-    cmd.env("XDG_CACHE_HOME", cache).env("ORT_DYLIB_PATH", ort_lib());
+    cmd.env("XDG_CACHE_HOME", cache)
+        .env("ORT_DYLIB_PATH", ort_lib());
     cmd
 }
 
@@ -99,7 +102,10 @@ pub(crate) fn clothing() -> Option<PathBuf> {
     if p.join("train").is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} is absent; real-image checks not run", p.display());
+        eprintln!(
+            "SKIPPED: {} is absent; real-image checks not run",
+            p.display()
+        );
         None
     }
 }
