@@ -278,10 +278,13 @@ impl Head {
             (*name, view)
         });
         let meta: HashMap<String, String> = self.meta.to_pairs().into_iter().collect();
-        safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize")
+        let bytes = safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize");
+        sorted_header(bytes)
     }
 
     /// Writes the head (temporary file, then rename).
+    ///
+    /// The same head always gives the same bytes (see [`sorted_header`]).
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
@@ -387,6 +390,35 @@ pub fn softmax_rows(values: &mut [f32], classes: usize) {
     }
 }
 
+/// Rewrites a safetensors header with its JSON keys sorted.
+///
+/// `safetensors::serialize` takes the metadata as a `HashMap`, so the header's
+/// key order (and the file's bytes) changed from one write to the next; with
+/// sorted keys the same head is the same file, which diffs and hashes rely
+/// on. Both forms are compact JSON of the same length, so the data offsets
+/// and the 8-byte alignment padding are unchanged.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    let text = String::from_utf8_lossy(header);
+    let trimmed = text.trim_end();
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(trimmed) else {
+        return bytes;
+    };
+    let sorted = serde_json::to_string(&value).expect("JSON values serialize");
+    if sorted.len() == trimmed.len() {
+        bytes[8..8 + sorted.len()].copy_from_slice(sorted.as_bytes());
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +442,34 @@ mod tests {
             assert_eq!(back.inner_size(), inner);
             assert_eq!(back.meta().size, "32x32");
         }
+    }
+
+    #[test]
+    fn same_head_same_bytes_with_sorted_header() {
+        let head = Head::glorot(meta(), Some(4), 7);
+        let first = head.to_bytes();
+        for _ in 0..5 {
+            assert_eq!(
+                head.to_bytes(),
+                first,
+                "a head's bytes must not depend on HashMap order"
+            );
+        }
+        let len = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&first[8..8 + len]).unwrap();
+        let keys = [
+            "__metadata__",
+            "dense.bias",
+            "dense.kernel",
+            "inner.bias",
+            "inner.kernel",
+        ];
+        let pos: Vec<usize> = keys
+            .iter()
+            .map(|k| header.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{header}");
+        assert!(header.find("xfer.backbone").unwrap() < header.find("xfer.classes").unwrap());
     }
 
     #[test]
