@@ -261,20 +261,7 @@ impl FeatureFileReader {
                 path: path.into(),
                 source: e,
             })?;
-        let kv = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .cloned()
-            .unwrap_or_default();
-        let pairs = kv
-            .iter()
-            .filter_map(|e| e.value.as_deref().map(|v| (e.key.as_str(), v)));
-        let meta = FeatureMeta::from_pairs(pairs).map_err(|(key, reason)| Error::Metadata {
-            path: path.into(),
-            key,
-            reason,
-        })?;
+        let meta = meta_of(&builder, path)?;
         let reader = builder
             .with_batch_size(rows.max(1))
             .build()
