@@ -772,7 +772,7 @@ class Report:
         sub("of which `session.run` only", ort_infer)
         sub("the same script, whole process (Python start, imports)", ort_whole)
         if self.row("extract.ort_nospin"):
-            line("ONNX Runtime alone, idle threads not spinning (xfer's setting)",
+            line("ONNX Runtime alone, idle threads not spinning (xfer's setting when decoding overlaps)",
                  "extract.ort_nospin", nospin)
         line("Python pipeline (PIL + numpy + onnxruntime, batch 32), whole process",
              "extract.python", py)
@@ -794,13 +794,13 @@ class Report:
                 self.w(f"- **xfer / ORT alone = {r:.2f}** (whole `xfer extract` process against "
                        f"ORT's session build + batch loop on the same batches already decoded): "
                        f"{verdict}. Against `session.run` alone: {fmt_x(ratio(xfer, ort_infer))}"
-                       + (f"; against ORT alone with xfer's no-spin setting: "
+                       + (f"; against ORT alone without spinning: "
                           f"{fmt_x(ratio(xfer, nospin))}" if nospin else "") + ".")
             busy = benchlib.median([r.get("busy_pct") for r in
                                     self.row("extract.xfer").get("xfer_report") or []])
             if busy is not None:
                 self.w(f"- xfer's own timer: ONNX Runtime was running {busy:.0f}% of xfer's "
-                       f"encoding time; decoding overlapped the rest.")
+                       f"encoding time; decoding (between runs) took the rest.")
             if py:
                 self.w(f"- The Python pipeline takes **{fmt_x(ratio(py, xfer))}** xfer's time.")
             if keras:
@@ -814,8 +814,13 @@ class Report:
                    "so inference bounds every pipeline here.")
         self.w("- Same ONNX file, same ONNX Runtime build (1.32.0 from the PyPI wheel: xfer loads "
                "its shared library), same intra-op thread count. The Python scripts keep "
-               "onnxruntime's defaults (idle intra-op threads spin); xfer turns spinning off so "
-               "that its decode threads get the CPU.")
+               "onnxruntime's defaults (idle intra-op threads spin). xfer, whose ORT threads "
+               "fill both cores here, takes turns: it decodes the next batch on both cores "
+               "between two runs and lets ORT's threads spin, as ORT alone does (decoding "
+               "beside inference, its first design, cost 12-19% here: every slice a decode "
+               "thread took stalled one of ORT's two threads, and each parallel operator "
+               "waits for its slowest thread). With a core to spare, or on a GPU, xfer "
+               "overlaps decoding with inference instead, without spinning.")
         if ort_session:
             self.w(f"- Building the ORT session (load + graph optimisation) takes {fmt_s(ort_session)}, "
                    "paid once per process by every pipeline.")
@@ -850,8 +855,7 @@ class Report:
                          f"running {busy:.0f}% of the encoding time): the loss is inside "
                          "`session.run`, which runs slower in xfer than alone.")
             if nospin:
-                text += (f" Part of it is the session setting: ORT alone with idle threads not "
-                         f"spinning (xfer's choice, so that decode threads can run) takes "
+                text += (f" ORT alone with idle threads not spinning takes "
                          f"{fmt_s(nospin)}, {fmt_x(nospin / ort_total)} its default; xfer takes "
                          f"{fmt_x(xfer / nospin)} that.")
             if cpu_x and cpu_ns:
@@ -864,6 +868,12 @@ class Report:
                          "decode thread takes stalls one of them, and every parallel operator "
                          "waits for its slowest thread.")
             self.w(f"- {text}")
+        elif cpu_x and cpu_ns:
+            self.w(f"- What the {fmt_s(xfer - ort_total)} over ORT alone pays for: decoding, "
+                   "resizing and preprocessing every image (PIL-equal pixels), sha256 of every "
+                   "file for the incremental cache, and the Parquet parts, taking turns with "
+                   f"inference on the 2 cores (xfer uses {fmt_s(cpu_x - med(self.row('extract.ort'), 'cpu'))} "
+                   "more CPU than ORT alone).")
         if py and xfer > py:
             self.w(f"- **xfer is slower than the plain Python pipeline here ({fmt_x(xfer / py)})**, "
                    "which decodes on one thread *between* batches: on 2 cores fully used by "

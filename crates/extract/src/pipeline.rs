@@ -7,6 +7,11 @@
 //! (its own intra-op threads) while the next batches decode. Memory holds at
 //! most `QUEUE + 2` batches of pixels, whatever the data set's size.
 //!
+//! **Taking turns.** When ONNX Runtime's threads fill every core
+//! ([`Ctx::alternate`]), the producer prepares a batch only when this
+//! thread asks for it, after the model has run: decoding then has all the
+//! cores between two runs instead of preempting ORT's threads during one.
+//!
 //! **Crash safety.** Each encoded batch is written at once as a small,
 //! complete Parquet file in `OUT/.parts/<name>/` (temporary name, then
 //! rename). Only when every image is done is `OUT/<name>.parquet` assembled
@@ -50,6 +55,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) batch_size: usize,
     pub(crate) pool: &'a rayon::ThreadPool,
     pub(crate) quiet: bool,
+    /// Decode between model runs instead of during them (see the module
+    /// docs).
+    pub(crate) alternate: bool,
 }
 
 /// One output file's work: images in flow order, plus what the walk
@@ -187,10 +195,27 @@ pub(crate) fn extract(
             ctx.batch_size,
         );
         // Several batches per parallel step when there are many threads, so
-        // that no core idles at the end of one small batch.
-        let step = batch * (4 * pool.current_num_threads()).div_ceil(batch).max(1);
+        // that no core idles at the end of one small batch; one at a time
+        // when taking turns, each asked for by the model's thread.
+        let step = if ctx.alternate {
+            batch
+        } else {
+            batch * (4 * pool.current_num_threads()).div_ceil(batch).max(1)
+        };
+        let (want_tx, want_rx) = crossbeam_channel::unbounded::<()>();
+        let want_tx = ctx.alternate.then_some(want_tx);
+        let ask = || {
+            if let Some(tx) = &want_tx {
+                let _ = tx.send(());
+            }
+        };
+        ask();
+        let alternate = ctx.alternate;
         scope.spawn(move || {
             for (c, (chunk, views)) in images.chunks(step).zip(views.chunks(step)).enumerate() {
+                if alternate && want_rx.recv().is_err() {
+                    return; // the consumer stopped
+                }
                 let mut prepared: Vec<Prepared> = pool.install(|| {
                     chunk
                         .par_iter()
@@ -290,6 +315,7 @@ pub(crate) fn extract(
                 }
                 report.encoded += count;
             }
+            ask();
             progress.advance(handled, count);
         }
         drop(part_tx);

@@ -12,7 +12,7 @@ use xfer_features::{shard_file_name, FeatureMeta};
 
 use crate::augment;
 use crate::config::Config;
-use crate::model::{BaseModel, Device};
+use crate::model::{BaseModel, Device, Provider};
 use crate::pipeline::{self, Ctx, Job};
 use crate::pixels::PixelSpec;
 use crate::report::{self, Skip};
@@ -84,6 +84,7 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         batch_size: cfg.batch_size,
         pool: &pool,
         quiet: cfg.quiet,
+        alternate: cfg.alternate && model.provider() == Provider::Cpu,
     };
 
     let mut reports = Vec::new();

@@ -153,48 +153,55 @@ pub fn write_file(path: &Path, table: &FeatureTable) -> Result<()> {
 /// When the file is missing, not Parquet, or lacks a column or key of the
 /// contract; the error names the file.
 pub fn read_file(path: &Path) -> Result<FeatureTable> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
+    // The whole file in memory once: pages are then slices of it, not a
+    // fresh buffer per column chunk. Decoding the vector column dominates
+    // the start of every training run; row groups are independent, so
+    // workers decode shares of them into Arrow batches, and one pass copies
+    // the batches, in order, into the table sized up front.
+    let bytes = Bytes::from(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    let parquet_err = |e| Error::Parquet {
         path: path.into(),
         source: e,
-    })?;
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(parquet_err)?;
+    let meta = meta_of(&builder, path)?;
     let groups = builder.metadata().num_row_groups();
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(groups);
-    if workers <= 1 {
-        return read_builder(builder, path);
-    }
-    // Decoding the vector column dominates the start of every training run;
-    // row groups are independent, so each worker decodes its own share.
-    let meta = meta_of(&builder, path)?;
-    let shares: Vec<Vec<usize>> = (0..workers)
-        .map(|w| (0..groups).filter(|g| g * workers / groups == w).collect())
-        .collect();
-    let parts: Vec<Result<FeatureTable>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-                    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                        .map_err(|e| Error::Parquet {
-                            path: path.into(),
-                            source: e,
-                        })?
-                        .with_row_groups(share);
-                    read_builder(builder, path)
-                })
-            })
+        .min(groups)
+        .max(1);
+    let decode = |share: Vec<usize>| -> Result<Vec<RecordBatch>> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .map_err(parquet_err)?
+            .with_row_groups(share)
+            .with_batch_size(8192);
+        let reader = builder.build().map_err(parquet_err)?;
+        reader.map(|b| b.map_err(Error::from)).collect()
+    };
+    let parts: Vec<Result<Vec<RecordBatch>>> = if workers == 1 {
+        vec![decode((0..groups).collect())]
+    } else {
+        let shares: Vec<Vec<usize>> = (0..workers)
+            .map(|w| (0..groups).filter(|g| g * workers / groups == w).collect())
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("reader thread does not panic"))
-            .collect()
-    });
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = shares
+                .into_iter()
+                .map(|share| scope.spawn(move || decode(share)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("reader thread does not panic"))
+                .collect()
+        })
+    };
     let mut table = FeatureTable::empty(meta);
+    table.reserve(rows);
     for part in parts {
-        table.extend(&part?)?;
+        for b in part? {
+            append_batch(&mut table, &b, path)?;
+        }
     }
     Ok(table)
 }
@@ -351,14 +358,34 @@ fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Resul
     let d = table.meta.dim;
     let start = feats.offset() * d;
     let flat = &values.values()[start..start + b.num_rows() * d];
-    for i in 0..b.num_rows() {
-        let label = labels.value(i);
-        let mut h = [0u8; 32];
-        h.copy_from_slice(sha.value(i));
-        let view = views.map_or(0, |v| v.value(i));
-        table
-            .push(paths.value(i), label, h, &flat[i * d..(i + 1) * d], view)
-            .map_err(|e| bad(columns::LABEL, e.to_string()))?;
+    let classes = table.meta.classes.len();
+    if let Some(l) = labels
+        .values()
+        .iter()
+        .find(|&&l| l < 0 || l as usize >= classes)
+    {
+        return Err(bad(
+            columns::LABEL,
+            Error::Label {
+                label: (*l).into(),
+                classes,
+            }
+            .to_string(),
+        ));
+    }
+    // Column by column: the vectors in one copy.
+    table.features.extend_from_slice(flat);
+    table.labels.extend_from_slice(labels.values());
+    table
+        .paths
+        .extend(paths.iter().map(|p| p.unwrap_or_default().to_owned()));
+    table.sha256.extend(
+        (0..b.num_rows())
+            .map(|i| <[u8; 32]>::try_from(sha.value(i)).expect("32 bytes checked above")),
+    );
+    match views {
+        Some(v) => table.views.extend_from_slice(v.values()),
+        None => table.views.resize(table.views.len() + b.num_rows(), 0),
     }
     Ok(())
 }

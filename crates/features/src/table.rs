@@ -82,6 +82,16 @@ impl FeatureTable {
         &self.meta.classes[self.labels[i] as usize]
     }
 
+    /// Makes room for `rows` more rows (vectors included), so that filling
+    /// the table copies each vector once.
+    pub fn reserve(&mut self, rows: usize) {
+        self.paths.reserve(rows);
+        self.labels.reserve(rows);
+        self.sha256.reserve(rows);
+        self.views.reserve(rows);
+        self.features.reserve(rows * self.meta.dim);
+    }
+
     /// Appends one row.
     ///
     /// # Errors

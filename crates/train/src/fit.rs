@@ -17,8 +17,10 @@
 //! two). A batch whose loss is NaN or infinite stops the run (the update is
 //! not applied), as Keras's `TerminateOnNaN` would.
 //!
-//! All buffers are allocated once per run; a step only runs three to five
-//! sgemm calls ([`crate::gemm`]) and a few linear passes.
+//! All buffers are allocated once per run. The batch is never gathered: the
+//! products ([`crate::kernels`]) read the training rows where they lie,
+//! through the batch's row indexes, with the kernels held output-major
+//! ([`Net`]); only input dropout copies the batch (to scale it).
 //!
 //! With augmented views (`--views`, K views per image besides the plain
 //! row), each epoch first picks one view per image ([`ViewSchedule`]) and
@@ -33,7 +35,8 @@ use crate::adam::{Adam, AdamParams};
 use crate::data::{Split, Views};
 use crate::head::Head;
 use crate::loss::{cross_entropy, BatchStats};
-use crate::{gemm, Error, Result};
+use crate::net::Net;
+use crate::{kernels, Error, Result};
 
 /// Rows per forward pass when evaluating a whole split.
 const EVAL_ROWS: usize = 512;
@@ -99,6 +102,8 @@ struct Work {
     dz: Vec<f32>,
     dh: Vec<f32>,
     grads: [Vec<f32>; 4],
+    /// `0, 1, 2, ...`: the indexes of rows that are already contiguous.
+    iota: Vec<usize>,
     rng: SplitMix64,
 }
 
@@ -107,14 +112,6 @@ const INNER_K: usize = 0;
 const INNER_B: usize = 1;
 const DENSE_K: usize = 2;
 const DENSE_B: usize = 3;
-
-fn sizes(head: &Head) -> [usize; 4] {
-    let (ik, ib) = head
-        .inner
-        .as_ref()
-        .map_or((0, 0), |l| (l.kernel.len(), l.bias.len()));
-    [ik, ib, head.dense.kernel.len(), head.dense.bias.len()]
-}
 
 /// SplitMix64 (Steele, Lea & Flood 2014): 64 well-mixed bits per step
 /// from a counter. Dropout on 2048-wide vectors needs millions of draws per
@@ -159,9 +156,10 @@ fn column_sums(m: &[f32], cols: usize, out: &mut [f32]) {
 }
 
 impl Work {
-    fn new(head: &Head, rows: usize, dropout: f32, seed: u64) -> Work {
-        let (d, c) = (head.dim(), head.dense.outputs);
-        let hw = head.inner_size().unwrap_or(0);
+    fn new(net: &Net, rows: usize, dropout: f32, seed: u64) -> Work {
+        let (d, c) = (net.dense.inputs, net.dense.outputs());
+        let d = net.inner.as_ref().map_or(d, |l| l.inputs);
+        let hw = net.inner.as_ref().map_or(0, |l| l.outputs());
         let rows_h = rows.max(EVAL_ROWS);
         Work {
             dropout,
@@ -174,23 +172,17 @@ impl Work {
             z: vec![0.0; rows_h * c],
             dz: vec![0.0; rows * c],
             dh: vec![0.0; rows * hw],
-            grads: sizes(head).map(|n| vec![0.0; n]),
+            grads: net.sizes().map(|n| vec![0.0; n]),
+            iota: (0..rows_h).collect(),
             // A stream apart from the init (ChaCha stream 0) and shuffling (1).
             rng: SplitMix64(seed ^ 0xD20F_0D20_F0D2_0F0D),
         }
     }
 
-    /// One forward/backward pass and Adam step on rows `idx` of `split`
-    /// (`contiguous`: `idx` is a run of consecutive rows). Returns the
-    /// batch's numbers before the update; a non-finite loss skips the update.
-    fn step(
-        &mut self,
-        head: &mut Head,
-        adam: &mut Adam,
-        split: &Split,
-        idx: &[usize],
-        contiguous: bool,
-    ) -> BatchStats {
+    /// One forward/backward pass and Adam step on rows `idx` of `split`.
+    /// Returns the batch's numbers before the update; a non-finite loss
+    /// skips the update.
+    fn step(&mut self, net: &mut Net, adam: &mut Adam, split: &Split, idx: &[usize]) -> BatchStats {
         let Work {
             dropout,
             xb,
@@ -203,39 +195,41 @@ impl Work {
             dz,
             dh,
             grads,
+            iota,
             rng,
         } = self;
         let p = *dropout;
-        let (b, d, c) = (idx.len(), head.dim(), head.dense.outputs);
+        let c = net.dense.outputs();
+        let d = net.inner.as_ref().map_or(net.dense.inputs, |l| l.inputs);
+        let b = idx.len();
+        let iota = &iota[..b];
         yb.clear();
         yb.extend(idx.iter().map(|&i| split.y[i]));
-        let input_dropout = head.inner.is_none() && p > 0.0;
-        let x: &[f32] = if contiguous && !input_dropout {
-            &split.x[idx[0] * d..(idx[0] + b) * d]
-        } else {
+        // The rows the first layer reads, and their indexes.
+        let (x, xi): (&[f32], &[usize]) = if net.inner.is_none() && p > 0.0 {
             for (k, &i) in idx.iter().enumerate() {
                 xb[k * d..(k + 1) * d].copy_from_slice(&split.x[i * d..(i + 1) * d]);
             }
-            if input_dropout {
-                let scale = &mut scale[..b * d];
-                dropout_scales(rng, &mut bits[..b * d], scale, p);
-                xb[..b * d]
-                    .iter_mut()
-                    .zip(scale.iter())
-                    .for_each(|(v, s)| *v *= s);
-            }
-            &xb[..b * d]
+            let scale = &mut scale[..b * d];
+            dropout_scales(rng, &mut bits[..b * d], scale, p);
+            xb[..b * d]
+                .iter_mut()
+                .zip(scale.iter())
+                .for_each(|(v, s)| *v *= s);
+            (&xb[..b * d], iota)
+        } else {
+            (&split.x, idx)
         };
         let (z, dz) = (&mut z[..b * c], &mut dz[..b * c]);
-        let stats = match &head.inner {
+        let stats = match &net.inner {
             None => {
-                head.dense.forward(x, b, z);
+                net.dense.forward(x, xi, z);
                 cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
             }
             Some(inner) => {
-                let hw = inner.outputs;
+                let hw = inner.outputs();
                 let (a, h) = (&mut a[..b * hw], &mut h[..b * hw]);
-                inner.forward(x, b, a);
+                inner.forward(x, xi, a);
                 if p > 0.0 {
                     let scale = &mut scale[..b * hw];
                     dropout_scales(rng, &mut bits[..b * hw], scale, p);
@@ -247,7 +241,7 @@ impl Work {
                         .zip(a.iter())
                         .for_each(|(hv, &av)| *hv = av.max(0.0));
                 }
-                head.dense.forward(h, b, z);
+                net.dense.forward(h, iota, z);
                 cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
             }
         };
@@ -255,13 +249,13 @@ impl Work {
             return stats;
         }
         let [g_ik, g_ib, g_dk, g_db] = grads;
-        match &head.inner {
-            None => gemm::at_b(x, dz, g_dk, b, d, c),
+        match &net.inner {
+            None => kernels::weight_grad(x, d, xi, dz, c, g_dk),
             Some(inner) => {
-                let hw = inner.outputs;
+                let hw = inner.outputs();
                 let (a, h, dh) = (&a[..b * hw], &h[..b * hw], &mut dh[..b * hw]);
-                gemm::at_b(h, dz, g_dk, b, hw, c);
-                gemm::a_bt(dz, &head.dense.kernel, dh, b, c, hw);
+                kernels::weight_grad(h, hw, iota, dz, c, g_dk);
+                kernels::input_grad(dz, c, &net.dense.wt, dh);
                 if p > 0.0 {
                     for ((g, &av), &s) in dh.iter_mut().zip(a).zip(&scale[..b * hw]) {
                         *g = if av > 0.0 { *g * s } else { 0.0 };
@@ -271,24 +265,25 @@ impl Work {
                         *g = if av > 0.0 { *g } else { 0.0 };
                     }
                 }
-                gemm::at_b(x, dh, g_ik, b, d, hw);
+                kernels::weight_grad(x, d, xi, dh, hw, g_ik);
                 column_sums(dh, hw, g_ib);
             }
         }
         column_sums(dz, c, g_db);
         let s = adam.begin_step();
-        if let Some(inner) = head.inner.as_mut() {
-            adam.update(s, INNER_K, &mut inner.kernel, g_ik);
+        if let Some(inner) = net.inner.as_mut() {
+            adam.update(s, INNER_K, &mut inner.wt, g_ik);
             adam.update(s, INNER_B, &mut inner.bias, g_ib);
         }
-        adam.update(s, DENSE_K, &mut head.dense.kernel, g_dk);
-        adam.update(s, DENSE_B, &mut head.dense.bias, g_db);
+        adam.update(s, DENSE_K, &mut net.dense.wt, g_dk);
+        adam.update(s, DENSE_B, &mut net.dense.bias, g_db);
         stats
     }
 
-    /// Mean loss and accuracy of `head` on a whole split, no dropout.
-    fn evaluate(&mut self, head: &Head, split: &Split) -> (f32, f32) {
-        let (d, c) = (head.dim(), head.dense.outputs);
+    /// Mean loss and accuracy of `net` on a whole split, no dropout.
+    fn evaluate(&mut self, net: &Net, split: &Split) -> (f32, f32) {
+        let c = net.dense.outputs();
+        let d = net.inner.as_ref().map_or(net.dense.inputs, |l| l.inputs);
         let mut total = BatchStats {
             loss_sum: 0.0,
             correct: 0,
@@ -297,14 +292,14 @@ impl Work {
         for start in (0..n).step_by(EVAL_ROWS) {
             let b = EVAL_ROWS.min(n - start);
             let x = &split.x[start * d..(start + b) * d];
-            let z = &mut self.z[..b * c];
-            match &head.inner {
-                None => head.dense.forward(x, b, z),
+            let (z, iota) = (&mut self.z[..b * c], &self.iota[..b]);
+            match &net.inner {
+                None => net.dense.forward(x, iota, z),
                 Some(inner) => {
-                    let h = &mut self.h[..b * inner.outputs];
-                    inner.forward(x, b, h);
+                    let h = &mut self.h[..b * inner.outputs()];
+                    inner.forward(x, iota, h);
                     h.iter_mut().for_each(|v| *v = v.max(0.0));
-                    head.dense.forward(h, b, z);
+                    net.dense.forward(h, iota, z);
                 }
             }
             let s = cross_entropy(z, &split.y[start..start + b], c, None);
@@ -396,7 +391,7 @@ pub(crate) struct EpochLog {
 /// [`Error::Config`] when the head does not fit the data (dimension or
 /// class count), which the caller normally rules out first.
 pub(crate) fn fit(
-    mut head: Head,
+    head: Head,
     train: &Split,
     val: &Split,
     adam: AdamParams,
@@ -412,8 +407,9 @@ pub(crate) fn fit(
     }
     let n = train.len();
     let rows = opts.batch_size.min(n).max(1);
-    let mut work = Work::new(&head, rows, dropout as f32, opts.seed);
-    let mut adam = Adam::new(adam, &sizes(&head));
+    let mut net = Net::from_head(&head);
+    let mut work = Work::new(&net, rows, dropout as f32, opts.seed);
+    let mut adam = Adam::new(adam, &net.sizes());
     let mut order: Vec<usize> = (0..n).collect();
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(opts.seed);
     shuffle_rng.set_stream(1);
@@ -454,7 +450,7 @@ pub(crate) fn fit(
         };
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for (i, idx) in order.chunks(rows).enumerate() {
-            let s = work.step(&mut head, &mut adam, rows_of_epoch, idx, !opts.shuffle);
+            let s = work.step(&mut net, &mut adam, rows_of_epoch, idx);
             if !s.loss_sum.is_finite() {
                 fit.outcome = Outcome::Diverged {
                     epoch,
@@ -465,7 +461,7 @@ pub(crate) fn fit(
             loss_sum += s.loss_sum;
             correct += s.correct;
         }
-        let (val_loss, val_accuracy) = work.evaluate(&head, val);
+        let (val_loss, val_accuracy) = work.evaluate(&net, val);
         if !val_loss.is_finite() {
             fit.outcome = Outcome::Diverged { epoch, batch: 0 };
             return Ok(fit);
@@ -483,11 +479,12 @@ pub(crate) fn fit(
         h.val_loss.push(log.val_loss);
         h.val_accuracy.push(log.val_accuracy);
         on_epoch(&log);
+        let now = net.to_head(&head);
         if val_accuracy > best_accuracy {
             best_accuracy = val_accuracy;
-            fit.best = Some((epoch, head.clone()));
+            fit.best = Some((epoch, now.clone()));
         }
-        fit.last = Some(head.clone());
+        fit.last = Some(now);
     }
     Ok(fit)
 }
@@ -673,22 +670,29 @@ mod tests {
         let s = split(x, vec![0, 1, 2, 0, 1, 2]);
         let idx: Vec<usize> = (0..6).collect();
         let grads = |head: &Head| {
-            let mut w = Work::new(head, 6, 0.25, 9);
-            let mut h = head.clone();
+            let mut net = Net::from_head(head);
+            let mut w = Work::new(&net, 6, 0.25, 9);
             // lr tiny: we only read the gradients the step computed
             let mut adam = Adam::new(
                 AdamParams {
                     lr: 1e-30,
                     ..AdamParams::default()
                 },
-                &sizes(head),
+                &net.sizes(),
             );
-            let st = w.step(&mut h, &mut adam, &s, &idx, true);
+            let st = w.step(&mut net, &mut adam, &s, &idx);
             (st.loss_sum / 6.0, w.grads)
         };
         let (_, g) = grads(&head);
         let eps = 1e-2f32;
-        for (t, k) in [(INNER_K, 3), (INNER_B, 1), (DENSE_K, 5), (DENSE_B, 2)] {
+        for (t, k) in [
+            (INNER_K, 3),
+            (INNER_K, 6),
+            (INNER_B, 1),
+            (DENSE_K, 5),
+            (DENSE_K, 7),
+            (DENSE_B, 2),
+        ] {
             let bump = |delta: f32| {
                 let mut h = head.clone();
                 let inner = h.inner.as_mut().unwrap();
@@ -701,7 +705,18 @@ mod tests {
                 grads(&h).0
             };
             let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
-            assert_abs_diff_eq!(g[t][k] as f64, numeric, epsilon = 2e-3);
+            // Kernel gradients are output-major: Keras's [k / outputs,
+            // k % outputs] is [k % outputs][k / outputs].
+            let layer = if t < DENSE_K {
+                head.inner.as_ref().unwrap()
+            } else {
+                &head.dense
+            };
+            let at = match t {
+                INNER_K | DENSE_K => (k % layer.outputs) * layer.inputs + k / layer.outputs,
+                _ => k,
+            };
+            assert_abs_diff_eq!(g[t][at] as f64, numeric, epsilon = 2e-3);
         }
     }
 
