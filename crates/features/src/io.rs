@@ -175,7 +175,7 @@ pub fn read_file(path: &Path) -> Result<FeatureTable> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(parquet_err)?
             .with_row_groups(share)
-            .with_batch_size(8192);
+            .with_batch_size(1024);
         let reader = builder.build().map_err(parquet_err)?;
         reader.map(|b| b.map_err(Error::from)).collect()
     };
