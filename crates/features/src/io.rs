@@ -17,13 +17,14 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::table::columns;
+use crate::vectors;
 use crate::{Error, FeatureMeta, FeatureTable, Result};
 
 /// Rows per Parquet row group when writing a whole table at once.
@@ -153,18 +154,49 @@ pub fn write_file(path: &Path, table: &FeatureTable) -> Result<()> {
 /// When the file is missing, not Parquet, or lacks a column or key of the
 /// contract; the error names the file.
 pub fn read_file(path: &Path) -> Result<FeatureTable> {
-    // The whole file in memory once: pages are then slices of it, not a
-    // fresh buffer per column chunk. Decoding the vector column dominates
-    // the start of every training run; row groups are independent, so
-    // workers decode shares of them into Arrow batches, and one pass copies
-    // the batches, in order, into the table sized up front.
-    let bytes = Bytes::from(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    // Reading the vectors dominates the start of every training run: the
+    // files xfer writes take the direct path (`vectors`, one copy per
+    // float); any other layout goes through Arrow on the file in memory,
+    // whose row groups workers decode in shares, and one pass copies the
+    // batches, in order, into the table sized up front.
     let parquet_err = |e| Error::Parquet {
         path: path.into(),
         source: e,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(parquet_err)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
     let meta = meta_of(&builder, path)?;
+    if let Some(features) = vectors::read(path, meta.dim)? {
+        let schema = builder.metadata().file_metadata().schema_descr();
+        let keys = (0..schema.num_columns()).filter(|&i| {
+            schema.column(i).path().parts().first().map(String::as_str) != Some(columns::FEATURES)
+        });
+        let mask = ProjectionMask::leaves(schema, keys);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(8192)
+            .build()
+            .map_err(parquet_err)?;
+        let mut table = FeatureTable::empty(meta);
+        for b in reader {
+            append_keys(&mut table, &b?, path)?;
+        }
+        if features.len() != table.len() * table.dim() {
+            return Err(Error::Column {
+                path: path.into(),
+                column: columns::FEATURES.into(),
+                reason: format!(
+                    "{} vectors for {} rows",
+                    features.len() / table.dim().max(1),
+                    table.len()
+                ),
+            });
+        }
+        table.features = features;
+        return Ok(table);
+    }
+    let bytes = Bytes::from(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(parquet_err)?;
     let groups = builder.metadata().num_row_groups();
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let workers = std::thread::available_parallelism()
@@ -318,46 +350,59 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str, path: &Path) -> Result
 }
 
 fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Result<()> {
+    let feats: &FixedSizeListArray = column(b, columns::FEATURES, path)?;
+    let bad = |reason: String| Error::Column {
+        path: path.into(),
+        column: columns::FEATURES.into(),
+        reason,
+    };
+    if feats.value_length() as usize != table.meta.dim {
+        return Err(bad(format!(
+            "vectors of length {} but xfer.dim is {}",
+            feats.value_length(),
+            table.meta.dim
+        )));
+    }
+    let values = feats
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or_else(|| bad("items are not Float32".into()))?;
+    if feats.null_count() > 0 {
+        return Err(bad("null values are not allowed".into()));
+    }
+    append_keys(table, b, path)?;
+    let d = table.meta.dim;
+    let start = feats.offset() * d;
+    table
+        .features
+        .extend_from_slice(&values.values()[start..start + b.num_rows() * d]);
+    Ok(())
+}
+
+/// Appends every column but the vectors: path, label, sha256 and view.
+fn append_keys(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Result<()> {
     let paths: &StringArray = column(b, columns::PATH, path)?;
     let labels: &Int32Array = column(b, columns::LABEL, path)?;
     let sha: &FixedSizeBinaryArray = column(b, columns::SHA256, path)?;
-    let feats: &FixedSizeListArray = column(b, columns::FEATURES, path)?;
     let bad = |column: &str, reason: String| Error::Column {
         path: path.into(),
         column: column.into(),
         reason,
     };
-    if feats.value_length() as usize != table.meta.dim {
-        return Err(bad(
-            columns::FEATURES,
-            format!(
-                "vectors of length {} but xfer.dim is {}",
-                feats.value_length(),
-                table.meta.dim
-            ),
-        ));
-    }
     if sha.value_length() != 32 {
         return Err(bad(
             columns::SHA256,
             format!("{} bytes per hash, expected 32", sha.value_length()),
         ));
     }
-    let values = feats
-        .values()
-        .as_any()
-        .downcast_ref::<Float32Array>()
-        .ok_or_else(|| bad(columns::FEATURES, "items are not Float32".into()))?;
-    if paths.null_count() + labels.null_count() + sha.null_count() + feats.null_count() > 0 {
+    if paths.null_count() + labels.null_count() + sha.null_count() > 0 {
         return Err(bad(columns::FEATURES, "null values are not allowed".into()));
     }
     let views = match b.column_by_name(columns::VIEW) {
         Some(_) => Some(column::<Int32Array>(b, columns::VIEW, path)?),
         None => None,
     };
-    let d = table.meta.dim;
-    let start = feats.offset() * d;
-    let flat = &values.values()[start..start + b.num_rows() * d];
     let classes = table.meta.classes.len();
     if let Some(l) = labels
         .values()
@@ -373,8 +418,6 @@ fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Resul
             .to_string(),
         ));
     }
-    // Column by column: the vectors in one copy.
-    table.features.extend_from_slice(flat);
     table.labels.extend_from_slice(labels.values());
     table
         .paths
@@ -505,6 +548,56 @@ mod tests {
             .unwrap();
         }
         t
+    }
+
+    /// Files xfer did not write (another writer's encodings, page version
+    /// or compression) read to the same table, through Arrow when the
+    /// direct path declines.
+    #[test]
+    fn other_layouts_read_the_same() {
+        use parquet::file::properties::WriterVersion;
+        let t = table(2500, 7);
+        let dir = tempfile::tempdir().unwrap();
+        let kv: Vec<KeyValue> = t
+            .meta
+            .to_pairs()
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let layouts = [
+            ("default", WriterProperties::builder()),
+            (
+                "v2",
+                WriterProperties::builder().set_writer_version(WriterVersion::PARQUET_2_0),
+            ),
+            (
+                "snappy-plain",
+                WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_dictionary_enabled(false),
+            ),
+        ];
+        for (name, props) in layouts {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let schema = schema(t.dim(), false);
+            let props = props
+                .set_max_row_group_row_count(Some(1000))
+                .set_key_value_metadata(Some(kv.clone()))
+                .build();
+            let mut w =
+                ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), Some(props))
+                    .unwrap();
+            w.write(&batch(&t, &schema).unwrap()).unwrap();
+            w.close().unwrap();
+            assert_eq!(read_file(&path).unwrap(), t, "{name}");
+        }
+        // xfer's own layout takes the direct path.
+        let own = dir.path().join("own.parquet");
+        write_file(&own, &t).unwrap();
+        assert!(vectors::read(&own, 7).unwrap().is_some());
+        assert!(vectors::read(&dir.path().join("v2.parquet"), 7)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

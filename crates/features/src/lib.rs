@@ -23,6 +23,7 @@ mod io;
 mod meta;
 mod split;
 mod table;
+mod vectors;
 
 pub use error::{Error, Result};
 pub use io::{

@@ -91,9 +91,27 @@ impl Adam {
 
     /// Applies the step to tensor `index` given its gradient.
     pub(crate) fn update(&mut self, step: Step, index: usize, var: &mut [f32], grad: &[f32]) {
-        update(step, var, grad, &mut self.m[index], &mut self.v[index]);
+        let (m, v) = (&mut self.m[index], &mut self.v[index]);
+        // Elementwise: a big tensor updates as two halves side by side, to
+        // the same numbers.
+        if var.len() >= SPLIT_FROM {
+            let mid = var.len() / 2;
+            let (w1, w2) = var.split_at_mut(mid);
+            let (g1, g2) = grad.split_at(mid);
+            let (m1, m2) = m.split_at_mut(mid);
+            let (v1, v2) = v.split_at_mut(mid);
+            rayon::join(
+                || update(step, w1, g1, m1, v1),
+                || update(step, w2, g2, m2, v2),
+            );
+        } else {
+            update(step, var, grad, m, v);
+        }
     }
 }
+
+/// Tensors from this many values update in two halves at once.
+const SPLIT_FROM: usize = 16 * 1024;
 
 /// The elementwise update, compiled for the CPU's widest vectors (square
 /// root and division included). Operations stay unfused and in Keras's

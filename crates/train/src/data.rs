@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use xfer_features::{read_split, split_files, FeatureMeta, FeatureTable};
 
 use crate::{Error, Result};
@@ -100,15 +101,22 @@ pub(crate) fn load_split(dir: &Path, split: &str) -> Result<(FeatureMeta, Split)
 /// Image path and sha256 of each row: what views are joined on.
 type Keys = Vec<(String, [u8; 32])>;
 
+/// Whether every value is finite (no early exit, so that it vectorises).
+#[multiversion::multiversion(targets = "simd")]
+fn all_finite(r: &[f32]) -> bool {
+    r.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
 /// [`Error::NonFinite`] for the first NaN or infinite value of `table`
 /// (read from `source`), if any.
 fn check_finite(table: &FeatureTable, source: &Path) -> Result<()> {
     let d = table.dim().max(1);
-    // Branch-free scan per row (vectorises); locate the value only on failure.
+    // Branch-free scan per row, at the CPU's vector width, rows shared
+    // among threads; locate the value only on failure.
     let Some(row) = table
         .features
-        .chunks(d)
-        .position(|r| !r.iter().fold(true, |ok, v| ok & v.is_finite()))
+        .par_chunks(d)
+        .position_first(|r| !all_finite(r))
     else {
         return Ok(());
     };

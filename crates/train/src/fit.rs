@@ -102,9 +102,14 @@ struct Work {
     dz: Vec<f32>,
     dh: Vec<f32>,
     grads: [Vec<f32>; 4],
+    /// The second half-batch's weight gradients (see [`Work::step`]).
+    grads_b: [Vec<f32>; 4],
     /// `0, 1, 2, ...`: the indexes of rows that are already contiguous.
     iota: Vec<usize>,
     rng: SplitMix64,
+    /// Batches from this many rows are halved ([`HALVE_ROWS`]; tests turn
+    /// halving off to compare).
+    halve_rows: usize,
 }
 
 /// Adam's tensor indexes.
@@ -155,6 +160,119 @@ fn column_sums(m: &[f32], cols: usize, out: &mut [f32]) {
     }
 }
 
+/// A batch is halved across two threads from this many rows...
+const HALVE_ROWS: usize = 16;
+/// ...when a row's products cost at least this many multiply-adds (below,
+/// waking a thread costs more than it saves).
+const HALVE_WORK: usize = 8192;
+
+/// A run of a batch's rows in the per-row buffers.
+struct Rows<'a> {
+    z: &'a mut [f32],
+    dz: &'a mut [f32],
+    a: &'a mut [f32],
+    h: &'a mut [f32],
+    dh: &'a mut [f32],
+    /// Dropout factors after the inner layer (empty: none).
+    scale: &'a [f32],
+}
+
+impl<'a> Rows<'a> {
+    /// The first `m` rows and the rest.
+    fn split_at(self, m: usize, c: usize, hw: usize) -> (Rows<'a>, Rows<'a>) {
+        let (z1, z2) = self.z.split_at_mut(m * c);
+        let (dz1, dz2) = self.dz.split_at_mut(m * c);
+        let (a1, a2) = self.a.split_at_mut(m * hw);
+        let (h1, h2) = self.h.split_at_mut(m * hw);
+        let (dh1, dh2) = self.dh.split_at_mut(m * hw);
+        let (s1, s2) = self.scale.split_at((m * hw).min(self.scale.len()));
+        (
+            Rows {
+                z: z1,
+                dz: dz1,
+                a: a1,
+                h: h1,
+                dh: dh1,
+                scale: s1,
+            },
+            Rows {
+                z: z2,
+                dz: dz2,
+                a: a2,
+                h: h2,
+                dh: dh2,
+                scale: s2,
+            },
+        )
+    }
+}
+
+/// Forward pass, loss and weight gradients of rows `xi` of `x` (labels
+/// `y`), into `rows` and the kernel gradients of `grads`; `inv_b` is one
+/// over the whole batch's size. Stops after the loss when it is not finite.
+#[allow(clippy::too_many_arguments)]
+fn rows_pass(
+    net: &Net,
+    x: &[f32],
+    xi: &[usize],
+    y: &[u32],
+    rows: Rows<'_>,
+    iota: &[usize],
+    inv_b: f32,
+    grads: &mut [Vec<f32>; 4],
+) -> BatchStats {
+    let c = net.dense.outputs();
+    let Rows {
+        z,
+        dz,
+        a,
+        h,
+        dh,
+        scale,
+    } = rows;
+    match &net.inner {
+        None => {
+            net.dense.forward(x, xi, z);
+            let stats = cross_entropy(z, y, c, Some((dz, inv_b)));
+            if stats.loss_sum.is_finite() {
+                kernels::weight_grad(x, net.dense.inputs, xi, dz, c, &mut grads[DENSE_K]);
+            }
+            stats
+        }
+        Some(inner) => {
+            let hw = inner.outputs();
+            inner.forward(x, xi, a);
+            if scale.is_empty() {
+                h.iter_mut()
+                    .zip(a.iter())
+                    .for_each(|(hv, &av)| *hv = av.max(0.0));
+            } else {
+                for ((hv, &av), &s) in h.iter_mut().zip(a.iter()).zip(scale) {
+                    *hv = av.max(0.0) * s;
+                }
+            }
+            net.dense.forward(h, iota, z);
+            let stats = cross_entropy(z, y, c, Some((dz, inv_b)));
+            if !stats.loss_sum.is_finite() {
+                return stats;
+            }
+            kernels::weight_grad(h, hw, iota, dz, c, &mut grads[DENSE_K]);
+            kernels::input_grad(dz, c, &net.dense.wt, dh);
+            if scale.is_empty() {
+                for (g, &av) in dh.iter_mut().zip(a.iter()) {
+                    *g = if av > 0.0 { *g } else { 0.0 };
+                }
+            } else {
+                for ((g, &av), &s) in dh.iter_mut().zip(a.iter()).zip(scale) {
+                    *g = if av > 0.0 { *g * s } else { 0.0 };
+                }
+            }
+            kernels::weight_grad(x, inner.inputs, xi, dh, hw, &mut grads[INNER_K]);
+            stats
+        }
+    }
+}
+
 impl Work {
     fn new(net: &Net, rows: usize, dropout: f32, seed: u64) -> Work {
         let (d, c) = (net.dense.inputs, net.dense.outputs());
@@ -173,15 +291,24 @@ impl Work {
             dz: vec![0.0; rows * c],
             dh: vec![0.0; rows * hw],
             grads: net.sizes().map(|n| vec![0.0; n]),
+            grads_b: net.sizes().map(|n| vec![0.0; n]),
             iota: (0..rows_h).collect(),
             // A stream apart from the init (ChaCha stream 0) and shuffling (1).
             rng: SplitMix64(seed ^ 0xD20F_0D20_F0D2_0F0D),
+            halve_rows: HALVE_ROWS,
         }
     }
 
     /// One forward/backward pass and Adam step on rows `idx` of `split`.
     /// Returns the batch's numbers before the update; a non-finite loss
     /// skips the update.
+    ///
+    /// Every row's forward pass, loss and share of the weight gradients is
+    /// independent of the others', so a big enough batch runs as two halves
+    /// side by side ([`rayon::join`]), each into its own gradient buffers,
+    /// summed before the update. Whether a batch is halved depends only on
+    /// its shape, never on the number of threads, so a run's numbers are
+    /// the same on every machine.
     fn step(&mut self, net: &mut Net, adam: &mut Adam, split: &Split, idx: &[usize]) -> BatchStats {
         let Work {
             dropout,
@@ -195,81 +322,98 @@ impl Work {
             dz,
             dh,
             grads,
+            grads_b,
             iota,
             rng,
+            halve_rows,
         } = self;
         let p = *dropout;
         let c = net.dense.outputs();
         let d = net.inner.as_ref().map_or(net.dense.inputs, |l| l.inputs);
+        let hw = net.inner.as_ref().map_or(0, |l| l.outputs());
         let b = idx.len();
-        let iota = &iota[..b];
         yb.clear();
         yb.extend(idx.iter().map(|&i| split.y[i]));
+        // Dropout factors for the whole batch, drawn in one stream.
+        let width = if hw > 0 { hw } else { d };
+        let dropped = if p > 0.0 { b * width } else { 0 };
+        if dropped > 0 {
+            dropout_scales(rng, &mut bits[..dropped], &mut scale[..dropped], p);
+        }
         // The rows the first layer reads, and their indexes.
-        let (x, xi): (&[f32], &[usize]) = if net.inner.is_none() && p > 0.0 {
+        let (x, xi): (&[f32], &[usize]) = if hw == 0 && p > 0.0 {
             for (k, &i) in idx.iter().enumerate() {
                 xb[k * d..(k + 1) * d].copy_from_slice(&split.x[i * d..(i + 1) * d]);
             }
-            let scale = &mut scale[..b * d];
-            dropout_scales(rng, &mut bits[..b * d], scale, p);
             xb[..b * d]
                 .iter_mut()
-                .zip(scale.iter())
+                .zip(&scale[..b * d])
                 .for_each(|(v, s)| *v *= s);
-            (&xb[..b * d], iota)
+            (&xb[..b * d], &iota[..b])
         } else {
             (&split.x, idx)
         };
-        let (z, dz) = (&mut z[..b * c], &mut dz[..b * c]);
-        let stats = match &net.inner {
-            None => {
-                net.dense.forward(x, xi, z);
-                cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
-            }
-            Some(inner) => {
-                let hw = inner.outputs();
-                let (a, h) = (&mut a[..b * hw], &mut h[..b * hw]);
-                inner.forward(x, xi, a);
-                if p > 0.0 {
-                    let scale = &mut scale[..b * hw];
-                    dropout_scales(rng, &mut bits[..b * hw], scale, p);
-                    for ((hv, &av), &s) in h.iter_mut().zip(a.iter()).zip(scale.iter()) {
-                        *hv = av.max(0.0) * s;
-                    }
-                } else {
-                    h.iter_mut()
-                        .zip(a.iter())
-                        .for_each(|(hv, &av)| *hv = av.max(0.0));
-                }
-                net.dense.forward(h, iota, z);
-                cross_entropy(z, yb, c, Some((dz, 1.0 / b as f32)))
+        let net_ref: &Net = net;
+        let half = if b >= *halve_rows && d * (c + hw) >= HALVE_WORK {
+            b / 2
+        } else {
+            b
+        };
+        let bufs = Rows {
+            z: &mut z[..b * c],
+            dz: &mut dz[..b * c],
+            a: &mut a[..b * hw],
+            h: &mut h[..b * hw],
+            dh: &mut dh[..b * hw],
+            scale: if hw > 0 && p > 0.0 {
+                &scale[..b * hw]
+            } else {
+                &[]
+            },
+        };
+        let (first, second) = bufs.split_at(half, c, hw);
+        let (xa, xb2) = xi.split_at(half);
+        let (ya, yb2) = yb.split_at(half);
+        let inv_b = 1.0 / b as f32;
+        let stats = if half == b {
+            rows_pass(net_ref, x, xa, ya, first, &iota[..b], inv_b, grads)
+        } else {
+            let (sa, sb) = rayon::join(
+                || rows_pass(net_ref, x, xa, ya, first, &iota[..half], inv_b, grads),
+                || {
+                    rows_pass(
+                        net_ref,
+                        x,
+                        xb2,
+                        yb2,
+                        second,
+                        &iota[..b - half],
+                        inv_b,
+                        grads_b,
+                    )
+                },
+            );
+            BatchStats {
+                loss_sum: sa.loss_sum + sb.loss_sum,
+                correct: sa.correct + sb.correct,
             }
         };
         if !stats.loss_sum.is_finite() {
             return stats;
         }
-        let [g_ik, g_ib, g_dk, g_db] = grads;
-        match &net.inner {
-            None => kernels::weight_grad(x, d, xi, dz, c, g_dk),
-            Some(inner) => {
-                let hw = inner.outputs();
-                let (a, h, dh) = (&a[..b * hw], &h[..b * hw], &mut dh[..b * hw]);
-                kernels::weight_grad(h, hw, iota, dz, c, g_dk);
-                kernels::input_grad(dz, c, &net.dense.wt, dh);
-                if p > 0.0 {
-                    for ((g, &av), &s) in dh.iter_mut().zip(a).zip(&scale[..b * hw]) {
-                        *g = if av > 0.0 { *g * s } else { 0.0 };
-                    }
-                } else {
-                    for (g, &av) in dh.iter_mut().zip(a) {
-                        *g = if av > 0.0 { *g } else { 0.0 };
-                    }
-                }
-                kernels::weight_grad(x, d, xi, dh, hw, g_ik);
-                column_sums(dh, hw, g_ib);
+        if half < b {
+            for t in [INNER_K, DENSE_K] {
+                grads[t]
+                    .iter_mut()
+                    .zip(&grads_b[t])
+                    .for_each(|(g, o)| *g += o);
             }
         }
-        column_sums(dz, c, g_db);
+        let [g_ik, g_ib, g_dk, g_db] = grads;
+        column_sums(&dz[..b * c], c, g_db);
+        if hw > 0 {
+            column_sums(&dh[..b * hw], hw, g_ib);
+        }
         let s = adam.begin_step();
         if let Some(inner) = net.inner.as_mut() {
             adam.update(s, INNER_K, &mut inner.wt, g_ik);
@@ -717,6 +861,48 @@ mod tests {
                 _ => k,
             };
             assert_abs_diff_eq!(g[t][at] as f64, numeric, epsilon = 2e-3);
+        }
+    }
+
+    /// A halved batch (two threads) computes the gradients of the whole
+    /// batch, with and without an inner layer and dropout.
+    #[test]
+    fn halved_batches_give_the_whole_batchs_gradients() {
+        let (n, d) = (20, 1024);
+        let meta = FeatureMeta::new((0..10).map(|i| format!("c{i}")).collect(), d);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let s = split(x, (0..n).map(|i| (i % 10) as u32).collect());
+        let idx: Vec<usize> = (0..n).rev().collect();
+        assert!(
+            n >= HALVE_ROWS && d * 10 >= HALVE_WORK,
+            "the batch is halved"
+        );
+        for (inner, p) in [(None, 0.0), (None, 0.3), (Some(16), 0.0), (Some(16), 0.5)] {
+            let head = Head::glorot(meta.clone(), inner, 4);
+            let grads = |halve_rows: usize| {
+                let mut net = Net::from_head(&head);
+                let mut w = Work::new(&net, n, p, 9);
+                w.halve_rows = halve_rows;
+                let params = AdamParams {
+                    lr: 1e-30,
+                    ..AdamParams::default()
+                };
+                let mut adam = Adam::new(params, &net.sizes());
+                let st = w.step(&mut net, &mut adam, &s, &idx);
+                (st, w.grads)
+            };
+            let (whole, gw) = grads(usize::MAX);
+            let (halved, gh) = grads(HALVE_ROWS);
+            assert_eq!(whole.correct, halved.correct);
+            assert_abs_diff_eq!(whole.loss_sum, halved.loss_sum, epsilon = 1e-4);
+            for (a, b) in gw.iter().zip(&gh) {
+                assert_eq!(a.len(), b.len());
+                for (u, v) in a.iter().zip(b) {
+                    assert_abs_diff_eq!(*u, *v, epsilon = 1e-5);
+                }
+            }
         }
     }
 

@@ -141,8 +141,11 @@ pub(crate) fn run(cfg: &TrainConfig, data: &Data, init: Option<&Head>) -> Result
     };
     if !cfg.is_sweep() {
         let hc = &grid[0];
-        let s = run_one(cfg, hc, data, init, &cfg.out, baseline.as_ref(), |log| {
-            print_epoch(cfg.epochs, log)
+        // In the pool, so that `--threads` also bounds the halved batches.
+        let s = pool.install(|| {
+            run_one(cfg, hc, data, init, &cfg.out, baseline.as_ref(), |log| {
+                print_epoch(cfg.epochs, log)
+            })
         })?;
         if let Some(b) = &baseline {
             print_baseline(b);

@@ -115,6 +115,8 @@ pub(super) unsafe fn forward(
     let (xp, wp, ip, zp) = (x.as_ptr(), wt.as_ptr(), idx.as_ptr(), z.as_mut_ptr());
     let mut i = 0;
     while i + 4 <= n {
+        // The rows come from anywhere in a split far larger than the
+        // caches: ask for the next four while these four are multiplied.
         forward_rows::<4>(xp, d, ip.add(i), wp, bias, zp.add(i * c));
         i += 4;
     }
