@@ -198,7 +198,7 @@ def check(args: argparse.Namespace) -> int:
         f"dim {args.dim}, {args.classes} classes, batch {args.batch_size}, {args.epochs} epochs, no shuffling"
     )
     print(f"{'lr':>6} {'inner':>5}  {'max |history diff|':>18}  {'max |weight diff|':>17}  final val_accuracy")
-    for lr in LRS:
+    for lr in args.lr:
         for inner in INNERS:
             tag = f"lr{lr}-inner{inner or 0}"
             head = work / f"{tag}-init.safetensors"
@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-rows", type=int, default=75)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--lr", type=lambda v: [float(x) for x in v.split(",")], default=list(LRS),
+                   help="comma list of learning rates (default 0.001,0.01,0.1)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=1)

@@ -14,10 +14,10 @@
 //!
 //! Each kernel works on register tiles (several rows by several outputs,
 //! a vector of floats at a time, one accumulator per tile entry). On x86-64
-//! CPUs with AVX2 and FMA (picked at run time) they run as intrinsics
-//! ([`avx2`]); elsewhere as the portable loops below, compiled for the
-//! CPU's vector level with [`multiversion`], which the tests also use as
-//! the reference. Summation order differs from Keras's BLAS, as any two
+//! CPUs with AVX-512, or AVX2 and FMA (picked at run time), they run as
+//! intrinsics ([`x86`]); elsewhere as the portable loops below, compiled
+//! for the CPU's vector level with [`multiversion`], which the tests also
+//! use as the reference. Summation order differs from Keras's BLAS, as any two
 //! BLAS differ: results agree to float32 rounding.
 // Tiles index several arrays in step; index loops say so most plainly.
 #![allow(clippy::needless_range_loop)]
@@ -26,22 +26,48 @@ use multiversion::multiversion;
 use multiversion::target::target_cfg_f;
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+mod x86;
 
-/// True when the intrinsics can run here (checked once, then cached).
-fn has_avx2() -> bool {
+/// Which kernels run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+/// Every level this CPU runs, lowest first.
+fn levels_here() -> Vec<Level> {
+    let mut levels = vec![Level::Portable];
     #[cfg(target_arch = "x86_64")]
     {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::env::var_os("XFER_NO_SIMD").is_none()
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-        })
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            levels.push(Level::Avx2);
+        }
+        if is_x86_feature_detected!("avx512f") {
+            levels.push(Level::Avx512);
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    levels
+}
+
+/// The best kernels this CPU runs (checked once, then cached).
+/// `XFER_SIMD=avx2` or `=portable` picks a lower level (to compare).
+fn level() -> Level {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("XFER_SIMD").as_deref() {
+            Ok("portable") => Level::Portable,
+            Ok("avx2") => Level::Avx2,
+            _ => Level::Avx512,
+        };
+        levels_here()
+            .into_iter()
+            .filter(|&l| l <= cap)
+            .max()
+            .unwrap_or(Level::Portable)
+    })
 }
 
 /// Every row index inside `x`: what makes the intrinsics' reads safe.
@@ -57,37 +83,62 @@ fn check_rows(x: &[f32], d: usize, idx: &[usize], what: &str) {
 /// `j < bias.len()`: the forward product of a dense layer whose kernel is
 /// `wt` (`c × d`, output-major), on rows `idx` of the `d`-wide matrix `x`.
 pub(crate) fn forward(x: &[f32], d: usize, idx: &[usize], wt: &[f32], bias: &[f32], z: &mut [f32]) {
+    forward_with(level(), x, d, idx, wt, bias, z);
+}
+
+/// [`forward`] with the kernels of `level` (which the CPU must have).
+fn forward_with(
+    level: Level,
+    x: &[f32],
+    d: usize,
+    idx: &[usize],
+    wt: &[f32],
+    bias: &[f32],
+    z: &mut [f32],
+) {
     assert_eq!(wt.len(), bias.len() * d, "forward: kernel is c × d");
     assert!(z.len() >= idx.len() * bias.len(), "forward: z holds n × c");
     check_rows(x, d, idx, "forward");
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: shapes and row indexes checked above; the CPU has AVX2+FMA.
-        #[allow(unsafe_code)]
-        unsafe {
-            avx2::forward(x, d, idx, wt, bias, z)
-        };
-        return;
+    // SAFETY: shapes and row indexes checked above; `level` checked the
+    // CPU's features.
+    #[allow(unsafe_code)]
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::avx512::forward(x, d, idx, wt, bias, z) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::avx2::forward(x, d, idx, wt, bias, z) },
+        _ => portable_forward(x, d, idx, wt, bias, z),
     }
-    portable_forward(x, d, idx, wt, bias, z);
 }
 
 /// `g[j] = Σ_i dz[i][j] · x[idx[i]]` (`g`: `c × d`, output-major; `dz`:
 /// `n × c`): the weight gradient of a dense layer, `xᵀ·dz` transposed.
 pub(crate) fn weight_grad(x: &[f32], d: usize, idx: &[usize], dz: &[f32], c: usize, g: &mut [f32]) {
+    weight_grad_with(level(), x, d, idx, dz, c, g);
+}
+
+/// [`weight_grad`] with the kernels of `level` (which the CPU must have).
+fn weight_grad_with(
+    level: Level,
+    x: &[f32],
+    d: usize,
+    idx: &[usize],
+    dz: &[f32],
+    c: usize,
+    g: &mut [f32],
+) {
     assert_eq!(g.len(), c * d, "weight_grad: g is c × d");
     assert!(dz.len() >= idx.len() * c, "weight_grad: dz holds n × c");
     check_rows(x, d, idx, "weight_grad");
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: shapes and row indexes checked above; the CPU has AVX2+FMA.
-        #[allow(unsafe_code)]
-        unsafe {
-            avx2::weight_grad(x, d, idx, dz, c, g)
-        };
-        return;
+    // SAFETY: as in `forward`.
+    #[allow(unsafe_code)]
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::avx512::weight_grad(x, d, idx, dz, c, g) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::avx2::weight_grad(x, d, idx, dz, c, g) },
+        _ => portable_weight_grad(x, d, idx, dz, c, g),
     }
-    portable_weight_grad(x, d, idx, dz, c, g);
 }
 
 /// Floats per accumulator of the portable kernels.
@@ -412,20 +463,17 @@ mod tests {
             let wt = values(c * d, 2);
             let bias = values(c, 3);
             let idx: Vec<usize> = (0..n).map(|i| (i * 7 + 2) % rows).collect();
-            let mut z = vec![f32::NAN; n * c];
-            let mut zp = vec![f32::NAN; n * c];
-            forward(&x, d, &idx, &wt, &bias, &mut z);
-            portable_forward(&x, d, &idx, &wt, &bias, &mut zp);
-            for (z, i) in [&z, &zp]
-                .into_iter()
-                .flat_map(|z| (0..n).map(move |i| (z, i)))
-            {
-                for j in 0..c {
-                    let want: f64 = bias[j] as f64
-                        + (0..d)
-                            .map(|k| x[idx[i] * d + k] as f64 * wt[j * d + k] as f64)
-                            .sum::<f64>();
-                    assert_close(z[i * c + j], want, (n, d, c), (i, j));
+            for level in levels_here() {
+                let mut z = vec![f32::NAN; n * c];
+                forward_with(level, &x, d, &idx, &wt, &bias, &mut z);
+                for i in 0..n {
+                    for j in 0..c {
+                        let want: f64 = bias[j] as f64
+                            + (0..d)
+                                .map(|k| x[idx[i] * d + k] as f64 * wt[j * d + k] as f64)
+                                .sum::<f64>();
+                        assert_close(z[i * c + j], want, (n, d, c), (i, j));
+                    }
                 }
             }
         }
@@ -438,19 +486,16 @@ mod tests {
             let x = values(rows * d, 4);
             let dz = values(n * c, 5);
             let idx: Vec<usize> = (0..n).map(|i| (i * 5 + 1) % rows).collect();
-            let mut g = vec![f32::NAN; c * d];
-            let mut gp = vec![f32::NAN; c * d];
-            weight_grad(&x, d, &idx, &dz, c, &mut g);
-            portable_weight_grad(&x, d, &idx, &dz, c, &mut gp);
-            for (g, j) in [&g, &gp]
-                .into_iter()
-                .flat_map(|g| (0..c).map(move |j| (g, j)))
-            {
-                for k in 0..d {
-                    let want: f64 = (0..n)
-                        .map(|i| dz[i * c + j] as f64 * x[idx[i] * d + k] as f64)
-                        .sum();
-                    assert_close(g[j * d + k], want, (n, d, c), (j, k));
+            for level in levels_here() {
+                let mut g = vec![f32::NAN; c * d];
+                weight_grad_with(level, &x, d, &idx, &dz, c, &mut g);
+                for j in 0..c {
+                    for k in 0..d {
+                        let want: f64 = (0..n)
+                            .map(|i| dz[i * c + j] as f64 * x[idx[i] * d + k] as f64)
+                            .sum();
+                        assert_close(g[j * d + k], want, (n, d, c), (j, k));
+                    }
                 }
             }
         }
