@@ -496,6 +496,27 @@ fn shards_together_equal_the_unsharded_output() {
     assert!(err.contains("--shard"), "{err}");
 }
 
+/// Decoding beside inference (`--threads 1`, a core to spare) and taking
+/// turns with it (ORT's threads on every core) give the same file.
+#[test]
+fn overlapping_or_taking_turns_gives_the_same_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data, &["train"], &["x", "y"], 9);
+    let model = tiny_model(8, 0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (overlap, turns) = (tmp.path().join("overlap"), tmp.path().join("turns"));
+    extract_ok(tmp.path(), &data, &model, &overlap, &["--threads", "1"]);
+    let all = cores.to_string();
+    extract_ok(tmp.path(), &data, &model, &turns, &["--threads", &all]);
+    let (a, b) = (
+        read_split(&overlap, "train").unwrap(),
+        read_split(&turns, "train").unwrap(),
+    );
+    assert_eq!(a.len(), 18);
+    assert_eq!(a, b);
+}
+
 #[test]
 fn layout_model_and_runtime_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
