@@ -283,12 +283,10 @@ fn forward_rows<const R: usize>(
     }
 }
 
-/// [`forward`] as portable loops.
+/// [`forward`] as portable loops (shapes checked by `forward_with`).
 #[multiversion(targets = "simd")]
 fn portable_forward(x: &[f32], d: usize, idx: &[usize], wt: &[f32], bias: &[f32], z: &mut [f32]) {
     let fused = target_cfg_f!(target_feature = "fma");
-    assert_eq!(wt.len(), bias.len() * d, "forward: kernel is c × d");
-    assert!(z.len() >= idx.len() * bias.len(), "forward: z holds n × c");
     let n = idx.len();
     let mut i = 0;
     while i + 2 <= n {
@@ -363,12 +361,11 @@ fn grad_columns<const P: usize>(
     }
 }
 
-/// [`weight_grad`] as portable loops.
+/// [`weight_grad`] as portable loops (shapes checked by
+/// `weight_grad_with`).
 #[multiversion(targets = "simd")]
 fn portable_weight_grad(x: &[f32], d: usize, idx: &[usize], dz: &[f32], c: usize, g: &mut [f32]) {
     let fused = target_cfg_f!(target_feature = "fma");
-    assert_eq!(g.len(), c * d, "weight_grad: g is c × d");
-    assert!(dz.len() >= idx.len() * c, "weight_grad: dz holds n × c");
     let mut k = 0;
     while k + 2 * LANES <= d {
         grad_columns::<2>(x, d, idx, dz, c, g, k, fused);
@@ -378,7 +375,24 @@ fn portable_weight_grad(x: &[f32], d: usize, idx: &[usize], dz: &[f32], c: usize
         grad_columns::<1>(x, d, idx, dz, c, g, k, fused);
         k += LANES;
     }
-    for kk in k..d {
+    grad_tail(x, d, idx, dz, c, g, k, fused);
+}
+
+/// [`weight_grad`] for the columns from `from` on, one value at a time:
+/// what is left of `d` after the whole vectors of a kernel.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_tail(
+    x: &[f32],
+    d: usize,
+    idx: &[usize],
+    dz: &[f32],
+    c: usize,
+    g: &mut [f32],
+    from: usize,
+    fused: bool,
+) {
+    for kk in from..d {
         for j in 0..c {
             let mut s = 0.0f32;
             for (i, &r) in idx.iter().enumerate() {

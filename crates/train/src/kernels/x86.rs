@@ -142,8 +142,6 @@ macro_rules! kernels {
                 let (xp, wp, ip, zp) = (x.as_ptr(), wt.as_ptr(), idx.as_ptr(), z.as_mut_ptr());
                 let mut i = 0;
                 while i + 4 <= n {
-                    // The rows come from anywhere in a split far larger than the
-                    // caches: ask for the next four while these four are multiplied.
                     forward_rows::<4>(xp, d, ip.add(i), wp, bias, zp.add(i * c));
                     i += 4;
                 }
@@ -244,15 +242,7 @@ macro_rules! kernels {
                     grad_outputs::<1, 8>(rows, dp.add(j), c, gp.add(j * d), d);
                     j += 1;
                 }
-                for kk in d - d % LANES..d {
-                    for j in 0..c {
-                        let mut s = 0.0f32;
-                        for (i, &r) in idx.iter().enumerate() {
-                            s = dz[i * c + j].mul_add(x[r * d + kk], s);
-                        }
-                        g[j * d + kk] = s;
-                    }
-                }
+                crate::kernels::grad_tail(x, d, idx, dz, c, g, d - d % LANES, true);
             }
         }
     };
