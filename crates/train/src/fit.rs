@@ -221,7 +221,7 @@ fn rows_pass(
     inv_b: f32,
     grads: &mut [Vec<f32>; 4],
 ) -> BatchStats {
-    let c = net.dense.outputs();
+    let c = net.classes();
     let Rows {
         z,
         dz,
@@ -275,9 +275,14 @@ fn rows_pass(
 
 impl Work {
     fn new(net: &Net, rows: usize, dropout: f32, seed: u64) -> Work {
-        let (d, c) = (net.dense.inputs, net.dense.outputs());
-        let d = net.inner.as_ref().map_or(d, |l| l.inputs);
-        let hw = net.inner.as_ref().map_or(0, |l| l.outputs());
+        let (d, hw, c) = (net.inputs(), net.hidden(), net.classes());
+        // Dropout acts on the output layer's inputs: the inner layer's
+        // outputs, or the vectors without one.
+        let dropped = if dropout > 0.0 {
+            rows * net.dense.inputs
+        } else {
+            0
+        };
         let rows_h = rows.max(EVAL_ROWS);
         Work {
             dropout,
@@ -285,8 +290,8 @@ impl Work {
             yb: Vec::with_capacity(rows),
             a: vec![0.0; rows * hw],
             h: vec![0.0; rows_h * hw],
-            bits: vec![0; if dropout > 0.0 { rows * hw.max(d) } else { 0 }],
-            scale: vec![0.0; if dropout > 0.0 { rows * hw.max(d) } else { 0 }],
+            bits: vec![0; dropped],
+            scale: vec![0.0; dropped],
             z: vec![0.0; rows_h * c],
             dz: vec![0.0; rows * c],
             dh: vec![0.0; rows * hw],
@@ -328,15 +333,13 @@ impl Work {
             halve_rows,
         } = self;
         let p = *dropout;
-        let c = net.dense.outputs();
-        let d = net.inner.as_ref().map_or(net.dense.inputs, |l| l.inputs);
-        let hw = net.inner.as_ref().map_or(0, |l| l.outputs());
+        let (d, hw, c) = (net.inputs(), net.hidden(), net.classes());
         let b = idx.len();
         yb.clear();
         yb.extend(idx.iter().map(|&i| split.y[i]));
-        // Dropout factors for the whole batch, drawn in one stream.
-        let width = if hw > 0 { hw } else { d };
-        let dropped = if p > 0.0 { b * width } else { 0 };
+        // Dropout factors for the whole batch, drawn in one stream, for the
+        // output layer's inputs.
+        let dropped = if p > 0.0 { b * net.dense.inputs } else { 0 };
         if dropped > 0 {
             dropout_scales(rng, &mut bits[..dropped], &mut scale[..dropped], p);
         }
@@ -426,8 +429,7 @@ impl Work {
 
     /// Mean loss and accuracy of `net` on a whole split, no dropout.
     fn evaluate(&mut self, net: &Net, split: &Split) -> (f32, f32) {
-        let c = net.dense.outputs();
-        let d = net.inner.as_ref().map_or(net.dense.inputs, |l| l.inputs);
+        let (d, c) = (net.inputs(), net.classes());
         let mut total = BatchStats {
             loss_sum: 0.0,
             correct: 0,

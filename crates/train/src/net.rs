@@ -70,6 +70,21 @@ impl Net {
         head
     }
 
+    /// Input width (the vector dimension).
+    pub(crate) fn inputs(&self) -> usize {
+        self.inner.as_ref().map_or(self.dense.inputs, |l| l.inputs)
+    }
+
+    /// Width of the inner layer, 0 without one.
+    pub(crate) fn hidden(&self) -> usize {
+        self.inner.as_ref().map_or(0, Layer::outputs)
+    }
+
+    /// Number of classes.
+    pub(crate) fn classes(&self) -> usize {
+        self.dense.outputs()
+    }
+
     /// Parameter tensors in Adam's order: inner kernel, inner bias, dense
     /// kernel, dense bias (empty when there is no inner layer).
     pub(crate) fn sizes(&self) -> [usize; 4] {
