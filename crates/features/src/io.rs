@@ -166,11 +166,9 @@ pub fn read_file(path: &Path) -> Result<FeatureTable> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
     let meta = meta_of(&builder, path)?;
-    if let Some(features) = vectors::read(path, meta.dim)? {
+    if let Some(features) = vectors::read(path, builder.metadata(), meta.dim)? {
         let schema = builder.metadata().file_metadata().schema_descr();
-        let keys = (0..schema.num_columns()).filter(|&i| {
-            schema.column(i).path().parts().first().map(String::as_str) != Some(columns::FEATURES)
-        });
+        let keys = (0..schema.num_columns()).filter(|&i| !vectors::is_vector_leaf(schema, i));
         let mask = ProjectionMask::leaves(schema, keys);
         let reader = builder
             .with_projection(mask)
@@ -594,10 +592,15 @@ mod tests {
         // xfer's own layout takes the direct path.
         let own = dir.path().join("own.parquet");
         write_file(&own, &t).unwrap();
-        assert!(vectors::read(&own, 7).unwrap().is_some());
-        assert!(vectors::read(&dir.path().join("v2.parquet"), 7)
-            .unwrap()
-            .is_none());
+        let direct = |path: &Path| {
+            let footer = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+                .unwrap()
+                .metadata()
+                .clone();
+            vectors::read(path, &footer, 7).unwrap()
+        };
+        assert!(direct(&own).is_some());
+        assert!(direct(&dir.path().join("v2.parquet")).is_none());
     }
 
     #[test]

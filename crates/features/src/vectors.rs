@@ -15,11 +15,13 @@
 //! through Arrow as before, so any valid Parquet file still reads.
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 use parquet::basic::{Encoding, Type as PhysicalType};
-use parquet::column::page::Page;
-use parquet::file::reader::FileReader;
-use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::serialized_reader::SerializedPageReader;
+use parquet::schema::types::SchemaDescriptor;
 
 use crate::table::columns;
 use crate::{Error, Result};
@@ -32,27 +34,20 @@ enum Pages {
     Declined,
 }
 
+/// Whether leaf column `i` of `schema` belongs to the vector column.
+pub(crate) fn is_vector_leaf(schema: &SchemaDescriptor, i: usize) -> bool {
+    schema.column(i).path().parts().first().map(String::as_str) == Some(columns::FEATURES)
+}
+
 /// Every row's vector, row-major, or `None` when the file's layout is not
-/// the one this reader handles.
+/// the one this reader handles. `meta` is the file's footer, already read.
 ///
 /// # Errors
-/// [`Error::Parquet`] when the file cannot be parsed; [`Error::Column`] when
+/// [`Error::Parquet`] when a page cannot be read; [`Error::Column`] when
 /// the vector column's lists are not all `dim` long.
-pub(crate) fn read(path: &Path, dim: usize) -> Result<Option<Vec<f32>>> {
-    let parquet_err = |e| Error::Parquet {
-        path: path.into(),
-        source: e,
-    };
-    let open = || -> Result<SerializedFileReader<File>> {
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
-        SerializedFileReader::new(f).map_err(parquet_err)
-    };
-    let file = open()?;
-    let meta = file.metadata();
+pub(crate) fn read(path: &Path, meta: &ParquetMetaData, dim: usize) -> Result<Option<Vec<f32>>> {
     let schema = meta.file_metadata().schema_descr();
-    let Some(col) = (0..schema.num_columns()).find(|&i| {
-        schema.column(i).path().parts().first().map(String::as_str) == Some(columns::FEATURES)
-    }) else {
+    let Some(col) = (0..schema.num_columns()).find(|&i| is_vector_leaf(schema, i)) else {
         return Ok(None);
     };
     let descr = schema.column(col);
@@ -83,6 +78,7 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<Option<Vec<f32>>> {
         .clamp(1, rows.len().max(1));
     let per = rows.len().div_ceil(workers).max(1);
     let mut shares: Vec<Vec<(usize, &mut [f32])>> = Vec::new();
+    let groups = meta.row_groups();
     for (g, s) in slices.into_iter().enumerate() {
         if g % per == 0 {
             shares.push(Vec::new());
@@ -97,9 +93,10 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<Option<Vec<f32>>> {
                     // Each worker its own handle; pages are read one at a
                     // time into a buffer the allocator recycles, so the only
                     // fresh memory is the output.
-                    let file = open()?;
+                    let file = Arc::new(File::open(path).map_err(|e| Error::io(path, e))?);
                     for (g, slice) in share {
-                        if let Pages::Declined = fill(&file, g, col, dim, slice, path)? {
+                        let rg = &groups[g];
+                        if let Pages::Declined = fill(&file, rg, g, col, dim, slice, path)? {
                             return Ok(Pages::Declined);
                         }
                     }
@@ -120,9 +117,11 @@ pub(crate) fn read(path: &Path, dim: usize) -> Result<Option<Vec<f32>>> {
     Ok(Some(out))
 }
 
-/// Copies row group `g`'s vectors into `out` (exactly its rows × `dim`).
+/// Copies row group `g`'s (`rg`) vectors into `out` (exactly its rows ×
+/// `dim`).
 fn fill(
-    file: &SerializedFileReader<File>,
+    file: &Arc<File>,
+    rg: &RowGroupMetaData,
     g: usize,
     col: usize,
     dim: usize,
@@ -138,10 +137,8 @@ fn fill(
         column: columns::FEATURES.into(),
         reason: format!("row group {g}: {reason}"),
     };
-    let mut pages = file
-        .get_row_group(g)
-        .map_err(parquet_err)?
-        .get_column_page_reader(col)
+    let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+    let mut pages = SerializedPageReader::new(Arc::clone(file), rg.column(col), rows, None)
         .map_err(parquet_err)?;
     let mut pos = 0;
     while let Some(page) = pages.get_next_page().map_err(parquet_err)? {
