@@ -119,12 +119,12 @@ impl TryFrom<ExtractArgs> for Config {
         let augment = augment(&a.augment)?;
         // ORT's threads spin only when decoding never runs beside them
         // (see `Config::alternate`).
+        let alternate = threads >= cores;
         let session = SessionOptions {
             device: a.device,
             threads: Some(threads),
-            spin: threads >= cores,
+            spin: alternate,
         };
-        let alternate = threads >= cores;
         Ok(Config {
             data: a.data,
             model: a.model,
