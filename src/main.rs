@@ -44,7 +44,9 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("xfer: error: {err:#}");
+            // Every library error already says its cause in its own
+            // message; `{err:#}` would append the cause chain again.
+            eprintln!("xfer: error: {err}");
             ExitCode::from(2)
         }
     }

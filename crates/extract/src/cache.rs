@@ -80,19 +80,12 @@ impl Cache {
                 .unwrap_or_default();
             return Ok(Some(format!("made with {key}={old}, this run has {new}")));
         }
-        let mut rows = Vec::new();
-        for chunk in reader {
-            match chunk {
-                Ok(t) => rows.extend(
-                    t.paths
-                        .into_iter()
-                        .zip(t.views)
-                        .zip(t.sha256)
-                        .map(|((p, v), sha)| (p, v, sha)),
-                ),
-                Err(e) => return Ok(Some(format!("unreadable ({e})"))),
-            }
-        }
+        // The index needs (path, view, sha256) only: the vectors are read
+        // back at assembly, and only those that are used.
+        let rows = match xfer_features::read_keys(path) {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Some(format!("unreadable ({e})"))),
+        };
         self.add_view_rows(path, rows);
         Ok(None)
     }
@@ -138,6 +131,11 @@ impl Cache {
             .map(|(h, _)| *h)
     }
 
+    /// Whether there is nothing to reuse.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     /// Rows in source `source`.
     pub(crate) fn rows_in(&self, source: usize) -> usize {
         self.rows[source]
@@ -169,16 +167,29 @@ impl<'c> RowReader<'c> {
         }
     }
 
-    /// The vector at `hit`. Rows are cheapest read in increasing order per
-    /// source (the flow order they were written in); going back reopens.
-    pub(crate) fn vector(&mut self, hit: Hit) -> Result<&[f32]> {
-        let path = self.cache.path(hit.source);
+    /// The vector at `hit`, which must be the row of `path`, `view` and
+    /// `sha`: a file replaced since the index was made (by another writer,
+    /// say) is an error, never a wrong vector. Rows are cheapest read in
+    /// increasing order per source (the flow order they were written in);
+    /// going back reopens.
+    pub(crate) fn vector(
+        &mut self,
+        hit: Hit,
+        path: &str,
+        view: i32,
+        sha: &[u8; 32],
+    ) -> Result<&[f32]> {
+        let file = self.cache.path(hit.source);
+        let changed = |reason: String| Error::Layout {
+            path: file.into(),
+            reason: format!("{reason} (changed during the run?)"),
+        };
         let stale = self
             .open
             .get(&hit.source)
             .is_some_and(|c| hit.row < c.start);
         if stale || !self.open.contains_key(&hit.source) {
-            let mut reader = FeatureFileReader::open(path, CHUNK_ROWS)?;
+            let mut reader = FeatureFileReader::open(file, CHUNK_ROWS)?;
             let chunk = reader
                 .next()
                 .transpose()?
@@ -195,15 +206,20 @@ impl<'c> RowReader<'c> {
         let c = self.open.get_mut(&hit.source).expect("cursor just opened");
         while hit.row >= c.start + c.chunk.len() {
             c.start += c.chunk.len();
-            c.chunk = c.reader.next().transpose()?.ok_or_else(|| Error::Layout {
-                path: path.into(),
-                reason: format!(
-                    "row {} is past the end of the file (changed during the run?)",
-                    hit.row
-                ),
-            })?;
+            c.chunk = c
+                .reader
+                .next()
+                .transpose()?
+                .ok_or_else(|| changed(format!("row {} is past the end of the file", hit.row)))?;
         }
-        Ok(c.chunk.row(hit.row - c.start))
+        let r = hit.row - c.start;
+        if c.chunk.paths[r] != path || c.chunk.views[r] != view || &c.chunk.sha256[r] != sha {
+            return Err(changed(format!(
+                "row {} holds {} (view {}), not {path} (view {view}) with the bytes indexed",
+                hit.row, c.chunk.paths[r], c.chunk.views[r]
+            )));
+        }
+        Ok(c.chunk.row(r))
     }
 
     /// Forgets the open chunk of `source` (its rows are all read).
@@ -257,25 +273,27 @@ mod tests {
         assert_eq!(c.lookup("a/0300.png", &[45; 32]), None, "changed bytes");
         assert_eq!(c.lookup("a/9999.png", &[0; 32]), None);
         let mut rows = RowReader::new(&c);
+        let at = |row: usize| Hit { source: 0, row };
         assert_eq!(
-            rows.vector(Hit {
-                source: 0,
-                row: 599
-            })
-            .unwrap(),
+            rows.vector(at(599), "a/0599.png", 0, &[599u32 as u8; 32])
+                .unwrap(),
             [599.0, 1.0]
         );
         assert_eq!(
-            rows.vector(Hit { source: 0, row: 3 }).unwrap(),
+            rows.vector(at(3), "a/0003.png", 0, &[3; 32]).unwrap(),
             [3.0, 1.0],
             "going back reopens"
         );
-        assert!(rows
-            .vector(Hit {
-                source: 0,
-                row: 600
-            })
-            .is_err());
+        assert!(rows.vector(at(600), "a/0600.png", 0, &[0; 32]).is_err());
+        // A row that is not the one indexed (the file was replaced) is an
+        // error naming the file, never another image's vector.
+        let err = rows
+            .vector(at(4), "a/0005.png", 0, &[4; 32])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.parquet") && err.contains("a/0004.png"), "{err}");
+        assert!(rows.vector(at(4), "a/0004.png", 0, &[5; 32]).is_err());
+        assert!(rows.vector(at(4), "a/0004.png", 1, &[4; 32]).is_err());
     }
 
     #[test]

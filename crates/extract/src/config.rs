@@ -9,11 +9,8 @@ use std::path::PathBuf;
 use crate::args::{AugmentArgs, ExtractArgs};
 use crate::augment::Augment;
 use crate::model::{Device, SessionOptions};
-use crate::pixels::Resize;
+use crate::pixels::{Resize, MAX_SIDE as MAX_SIZE};
 use crate::{Error, Result};
-
-/// Largest accepted `--size` (a 4096 x 4096 batch of 32 is already 6 GiB).
-const MAX_SIZE: u32 = 4096;
 
 /// One deterministic share of the files: item `k` of a split belongs to
 /// shard `k % count`.
@@ -198,10 +195,6 @@ fn augment(a: &AugmentArgs) -> Result<Option<Augment>> {
 }
 
 impl Config {
-    /// The device asked for.
-    pub(crate) fn device(&self) -> Device {
-        self.session.device
-    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
 use crate::pixels::Preprocess;
-use crate::{runtime, Error, Result};
+use crate::{onnx_meta, runtime, Error, Result};
 
 /// Where inference runs, as asked on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -159,14 +159,16 @@ impl BaseModel {
     /// `--device cuda` without a working CUDA provider; [`Error::Ort`] when
     /// ONNX Runtime refuses the graph.
     pub fn open(path: &Path, opts: &SessionOptions) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::Model {
-                path: path.into(),
-                reason: "no such model file".into(),
-            });
-        }
+        BaseModel::open_with(path, ModelInfo::from_file(path)?, opts)
+    }
+
+    /// [`BaseModel::open`] with the metadata already read by
+    /// [`ModelInfo::from_file`] (the file is not hashed again).
+    ///
+    /// # Errors
+    /// As [`BaseModel::open`].
+    pub fn open_with(path: &Path, mut info: ModelInfo, opts: &SessionOptions) -> Result<Self> {
         let env = runtime::init()?;
-        let sha256 = sha256_file(path)?;
         let ort_err = |source: ort::Error| Error::Ort {
             path: path.into(),
             source,
@@ -189,7 +191,7 @@ impl BaseModel {
                 Err(why) => (cpu()?, Provider::Cpu, Some(why)),
             },
         };
-        let info = read_info(&session, path, sha256)?;
+        info.fixed_side = check_graph(&session, path, &info)?;
         Ok(BaseModel {
             session,
             info,
@@ -320,54 +322,94 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).trim().to_string()
 }
 
-fn read_info(session: &Session, path: &Path, sha256: String) -> Result<ModelInfo> {
+impl ModelInfo {
+    /// Reads the model's `xfer.*` metadata and hashes the file, without
+    /// building a session (a rerun with nothing to encode needs no more).
+    /// `fixed_side` is known only once a session has read the graph
+    /// ([`BaseModel::info`]); here it is `None`.
+    ///
+    /// # Errors
+    /// [`Error::Model`] for a file that is not an xfer base; [`Error::Io`]
+    /// when it cannot be read.
+    pub fn from_file(path: &Path) -> Result<ModelInfo> {
+        if !path.is_file() {
+            return Err(Error::Model {
+                path: path.into(),
+                reason: "no such model file".into(),
+            });
+        }
+        let props = onnx_meta::read(path)?;
+        ModelInfo::from_props(&props, path, sha256_file(path)?)
+    }
+
+    fn from_props(
+        props: &std::collections::BTreeMap<String, String>,
+        path: &Path,
+        sha256: String,
+    ) -> Result<ModelInfo> {
+        let bad = |reason: String| Error::Model {
+            path: path.into(),
+            reason,
+        };
+        let get = |key: &str| props.get(key).cloned();
+        if get("xfer.backbone").is_none() {
+            return Err(bad(
+                "no xfer metadata (xfer.backbone, xfer.preprocess, ...): not a base exported by \
+                 scripts/export_model.py; export one with `scripts/export_model.py xception --weights imagenet --out M.onnx`"
+                    .into(),
+            ));
+        }
+        let need = |key: &str| get(key).ok_or_else(|| bad(format!("metadata {key} is missing")));
+        let layout = need("xfer.layout")?;
+        if layout != "NCHW" {
+            return Err(bad(format!(
+                "xfer.layout is {layout:?}; xfer feeds NCHW input"
+            )));
+        }
+        let pre = need("xfer.preprocess")?;
+        let preprocess = Preprocess::from_name(&pre).ok_or_else(|| {
+            bad(format!(
+                "xfer.preprocess {pre:?} is not one of tf, torch, lite, raw"
+            ))
+        })?;
+        let num = |key: &str| -> Result<u64> {
+            let v = need(key)?;
+            v.parse::<u64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| bad(format!("{key} {v:?} is not a positive integer")))
+        };
+        let default_size = u32::try_from(num("xfer.default_size")?)
+            .map_err(|_| bad("xfer.default_size too large".into()))?;
+        let dim = num("xfer.dim")? as usize;
+        let pretrained = match need("xfer.pretrained")?.as_str() {
+            "true" => true,
+            "false" => false,
+            other => return Err(bad(format!("xfer.pretrained {other:?} is not true/false"))),
+        };
+        Ok(ModelInfo {
+            backbone: need("xfer.backbone")?,
+            preprocess,
+            default_size,
+            dim,
+            pretrained,
+            weights: get("xfer.weights").unwrap_or_default(),
+            input: need("xfer.input")?,
+            output: need("xfer.output")?,
+            sha256,
+            fixed_side: None,
+        })
+    }
+}
+
+/// Checks the graph's input and output against the metadata; returns the
+/// input's fixed side, if the graph fixes one.
+fn check_graph(session: &Session, path: &Path, info: &ModelInfo) -> Result<Option<(i64, i64)>> {
     let bad = |reason: String| Error::Model {
         path: path.into(),
         reason,
     };
-    let meta = session.metadata().map_err(|source| Error::Ort {
-        path: path.into(),
-        source,
-    })?;
-    let get = |key: &str| meta.custom(key);
-    if get("xfer.backbone").is_none() {
-        return Err(bad(
-            "no xfer metadata (xfer.backbone, xfer.preprocess, ...): not a base exported by \
-             scripts/export_model.py; export one with `scripts/export_model.py xception --weights imagenet --out M.onnx`"
-                .into(),
-        ));
-    }
-    let need = |key: &str| get(key).ok_or_else(|| bad(format!("metadata {key} is missing")));
-    let layout = need("xfer.layout")?;
-    if layout != "NCHW" {
-        return Err(bad(format!(
-            "xfer.layout is {layout:?}; xfer feeds NCHW input"
-        )));
-    }
-    let pre = need("xfer.preprocess")?;
-    let preprocess = Preprocess::from_name(&pre).ok_or_else(|| {
-        bad(format!(
-            "xfer.preprocess {pre:?} is not one of tf, torch, lite, raw"
-        ))
-    })?;
-    let num = |key: &str| -> Result<u64> {
-        let v = need(key)?;
-        v.parse::<u64>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| bad(format!("{key} {v:?} is not a positive integer")))
-    };
-    let default_size = u32::try_from(num("xfer.default_size")?)
-        .map_err(|_| bad("xfer.default_size too large".into()))?;
-    let dim = num("xfer.dim")? as usize;
-    let pretrained = match need("xfer.pretrained")?.as_str() {
-        "true" => true,
-        "false" => false,
-        other => return Err(bad(format!("xfer.pretrained {other:?} is not true/false"))),
-    };
-    let input = need("xfer.input")?;
-    let output = need("xfer.output")?;
-
+    let (input, output, dim) = (&info.input, &info.output, info.dim);
     let inlet = session
         .inputs()
         .iter()
@@ -419,16 +461,5 @@ fn read_info(session: &Session, path: &Path, sha256: String) -> Result<ModelInfo
             )))
         }
     }
-    Ok(ModelInfo {
-        backbone: need("xfer.backbone")?,
-        preprocess,
-        default_size,
-        dim,
-        pretrained,
-        weights: get("xfer.weights").unwrap_or_default(),
-        input,
-        output,
-        sha256,
-        fixed_side,
-    })
+    Ok(fixed_side)
 }

@@ -34,7 +34,9 @@ use xfer_features::{FeatureFileReader, FeatureFileWriter, FeatureMeta, FeatureTa
 
 use crate::augment::Augment;
 use crate::cache::{Cache, Hit, RowReader};
-use crate::model::BaseModel;
+use crate::lazy::LazyModel;
+use crate::lock;
+use crate::model::Provider;
 use crate::pixels::{self, PixelSpec};
 use crate::progress::Progress;
 use crate::report::{Skip, SplitReport};
@@ -75,26 +77,16 @@ pub(crate) struct Job<'a> {
 }
 
 enum Prepared {
-    Cached(Hit, [u8; 32]),
     Pixels(Vec<f32>, [u8; 32]),
     Bad(String),
 }
 
-fn prepare(
-    item: &Item,
-    view: i32,
-    cache: &Cache,
-    spec: &PixelSpec,
-    augment: Option<&Augment>,
-) -> Prepared {
+fn prepare(item: &Item, view: i32, spec: &PixelSpec, augment: Option<&Augment>) -> Prepared {
     let bytes = match pixels::read_image_file(&item.path) {
         Ok(b) => b,
         Err(e) => return Prepared::Bad(e.0),
     };
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    if let Some(hit) = cache.lookup_view(&item.rel, view, &sha) {
-        return Prepared::Cached(hit, sha);
-    }
     let x = match (view, augment) {
         (v @ 1.., Some(a)) => a.pixels(&bytes, spec, &item.rel, v.unsigned_abs()),
         _ => pixels::from_bytes(&bytes, spec),
@@ -110,6 +102,17 @@ enum Status {
     Pending,
     Done(Hit, [u8; 32]),
     Bad,
+}
+
+/// Phase 0 for one image: its cached row, if any (the file is read and
+/// hashed, not decoded).
+fn check(item: &Item, view: i32, cache: &Cache) -> std::result::Result<Status, String> {
+    let bytes = pixels::read_image_file(&item.path).map_err(|e| e.0)?;
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    Ok(match cache.lookup_view(&item.rel, view, &sha) {
+        Some(hit) => Status::Done(hit, sha),
+        None => Status::Pending,
+    })
 }
 
 /// A part written by this run: its file, its rows, and which images.
@@ -136,19 +139,17 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
 /// Extracts one output file (a split, or a shard of one).
 pub(crate) fn extract(
     mut job: Job<'_>,
-    model: &mut BaseModel,
+    model: &mut LazyModel<'_>,
     ctx: &Ctx<'_>,
 ) -> Result<SplitReport> {
     let final_path = ctx.out.join(format!("{}.parquet", job.name));
     let errors_path = ctx.out.join(format!("{}.errors.csv", job.name));
     let parts_dir = ctx.out.join(".parts").join(&job.name);
-    let run_id = format!(
-        "{:013}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-        std::process::id()
-    );
+    // One writer per output file; everything below, parts included, is
+    // this run's alone until it returns.
+    let _lock = lock::acquire(&final_path, ctx.quiet)?;
+    xfer_features::remove_stale_temps(&final_path);
+    xfer_features::remove_stale_temps(&errors_path);
 
     // Earlier work that may be reused: the old output, then leftover parts.
     let mut cache = Cache::default();
@@ -170,26 +171,146 @@ pub(crate) fn extract(
     }
 
     let n = job.images.len();
-    let mut status = vec![Status::Pending; n];
     let mut skips: Vec<(usize, Skip)> = std::mem::take(&mut job.skipped);
-    let mut parts: Vec<Part> = Vec::new();
     let mut report = SplitReport {
         name: job.name.clone(),
         file: final_path.clone(),
         ..Default::default()
     };
-    let mut progress = Progress::new(&job.name, n, ctx.quiet);
+    // Phase 0: what earlier runs already did (hashes only, no decoding).
+    let mut status = if cache.is_empty() {
+        vec![Status::Pending; n]
+    } else {
+        let checked: Vec<_> = ctx.pool.install(|| {
+            job.images
+                .par_iter()
+                .zip(job.views.par_iter())
+                .map(|((_, item), &view)| check(item, view, &cache))
+                .collect()
+        });
+        checked
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Ok(s) => s,
+                Err(reason) => {
+                    let (pos, item) = job.images[i];
+                    skips.push((
+                        pos,
+                        Skip {
+                            rel: item.rel.clone(),
+                            reason,
+                        },
+                    ));
+                    Status::Bad
+                }
+            })
+            .collect()
+    };
+    report.reused = status
+        .iter()
+        .filter(|s| matches!(s, Status::Done(..)))
+        .count();
+    let todo: Vec<usize> = (0..n)
+        .filter(|&i| matches!(status[i], Status::Pending))
+        .collect();
+
+    // Phase 1: only when something is new does the model open.
+    if !todo.is_empty() {
+        let parts = encode(&job, &todo, &parts_dir, model, ctx, &mut report, &mut status, &mut skips)?;
+        for part in parts {
+            let shas: Vec<[u8; 32]> = part.rows.iter().map(|r| r.2).collect();
+            let source = cache.add_view_rows(&part.path, part.rows);
+            for (row, i) in part.images.into_iter().enumerate() {
+                status[i] = Status::Done(Hit { source, row }, shas[row]);
+            }
+        }
+    }
+
+    // Phase 2: the final file, in flow order, unless it already is exactly that.
+    let done: Vec<(usize, Hit, [u8; 32])> = status
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Status::Done(h, sha) => Some((i, *h, *sha)),
+            _ => None,
+        })
+        .collect();
+    report.rows = done.len();
+    report.skipped = skips.len();
+    report.failed = status
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| matches!(s, Status::Bad).then_some(i))
+        .collect();
+    let unchanged = final_source.is_some_and(|src| {
+        cache.rows_in(src) == done.len()
+            && done
+                .iter()
+                .enumerate()
+                .all(|(k, (_, h, _))| h.source == src && h.row == k)
+            && FeatureFileReader::open(&final_path, 1).is_ok_and(|r| r.meta() == ctx.meta)
+    });
+    if !unchanged {
+        assemble(&final_path, &cache, &done, &job, ctx.meta)?;
+    }
+    match std::fs::remove_dir_all(&parts_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Features(xfer_features::Error::Write {
+                path: parts_dir.clone(),
+                reason: xfer_features::describe_io(&e),
+            }))
+        }
+        _ => {}
+    }
+    // Gone only when no other shard or split is still writing parts.
+    if let Some(parent) = parts_dir.parent() {
+        let _ = std::fs::remove_dir(parent); // .parts/views
+    }
+    let _ = std::fs::remove_dir(ctx.out.join(".parts"));
+    skips.sort_by_key(|(pos, _)| *pos);
+    let skips: Vec<Skip> = skips.into_iter().map(|(_, s)| s).collect();
+    crate::report::write_errors(&errors_path, &skips)?;
+    report.errors_file = (!skips.is_empty()).then_some(errors_path);
+    Ok(report)
+}
+
+/// Phase 1: decodes the images `todo` (indexes into the job) in parallel,
+/// encodes them in order, and writes each batch as a part; returns the
+/// parts written.
+#[allow(clippy::too_many_arguments)]
+fn encode(
+    job: &Job<'_>,
+    todo: &[usize],
+    parts_dir: &Path,
+    model: &mut LazyModel<'_>,
+    ctx: &Ctx<'_>,
+    report: &mut SplitReport,
+    status: &mut [Status],
+    skips: &mut Vec<(usize, Skip)>,
+) -> Result<Vec<Part>> {
+    let model = model.get()?;
+    // Decoding and inference take turns only when ORT's threads fill the
+    // cores on CPU (see the module docs).
+    let alternate = ctx.alternate && model.provider() == Provider::Cpu;
+    let run_id = format!(
+        "{:013}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+        std::process::id()
+    );
+    let mut parts: Vec<Part> = Vec::new();
+    let mut progress = Progress::new(&job.name, todo.len(), ctx.quiet);
     let started = Instant::now();
     let dim = ctx.meta.dim;
 
-    // Phase 1: prepare in parallel, encode in order, flush each batch.
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<Prepared>)>(QUEUE);
-        let (images, views, augment, cache, spec, pool, batch) = (
+        let (images, views, augment, spec, pool, batch) = (
             &job.images,
             &job.views,
             job.augment,
-            &cache,
             &ctx.spec,
             ctx.pool,
             ctx.batch_size,
@@ -197,30 +318,28 @@ pub(crate) fn extract(
         // Several batches per parallel step when there are many threads, so
         // that no core idles at the end of one small batch; one at a time
         // when taking turns, each asked for by the model's thread.
-        let step = if ctx.alternate {
+        let step = if alternate {
             batch
         } else {
             batch * (4 * pool.current_num_threads()).div_ceil(batch).max(1)
         };
         let (want_tx, want_rx) = crossbeam_channel::unbounded::<()>();
-        let want_tx = ctx.alternate.then_some(want_tx);
+        let want_tx = alternate.then_some(want_tx);
         let ask = || {
             if let Some(tx) = &want_tx {
                 let _ = tx.send(());
             }
         };
         ask();
-        let alternate = ctx.alternate;
         scope.spawn(move || {
-            for (c, (chunk, views)) in images.chunks(step).zip(views.chunks(step)).enumerate() {
+            for (c, chunk) in todo.chunks(step).enumerate() {
                 if alternate && want_rx.recv().is_err() {
                     return; // the consumer stopped
                 }
                 let mut prepared: Vec<Prepared> = pool.install(|| {
                     chunk
                         .par_iter()
-                        .zip(views.par_iter())
-                        .map(|((_, item), &view)| prepare(item, view, cache, spec, augment))
+                        .map(|&i| prepare(images[i].1, views[i], spec, augment))
                         .collect()
                 });
                 let mut first = c * step;
@@ -251,12 +370,8 @@ pub(crate) fn extract(
             let mut which = Vec::new();
             let mut shas = Vec::new();
             for (k, p) in prepared.into_iter().enumerate() {
-                let i = first + k;
+                let i = todo[first + k];
                 match p {
-                    Prepared::Cached(hit, sha) => {
-                        status[i] = Status::Done(hit, sha);
-                        report.reused += 1;
-                    }
                     Prepared::Bad(reason) => {
                         status[i] = Status::Bad;
                         let (pos, item) = job.images[i];
@@ -321,63 +436,14 @@ pub(crate) fn extract(
         drop(part_tx);
         writer.join().unwrap_or_else(|_| {
             Err(Error::Layout {
-                path: parts_dir.clone(),
+                path: parts_dir.to_path_buf(),
                 reason: "part writer crashed".into(),
             })
         })
     })?;
     report.encode_secs = started.elapsed().as_secs_f64();
     progress.finish();
-
-    for part in parts {
-        let shas: Vec<[u8; 32]> = part.rows.iter().map(|r| r.2).collect();
-        let source = cache.add_view_rows(&part.path, part.rows);
-        for (row, i) in part.images.into_iter().enumerate() {
-            status[i] = Status::Done(Hit { source, row }, shas[row]);
-        }
-    }
-
-    // Phase 2: the final file, in flow order, unless it already is exactly that.
-    let done: Vec<(usize, Hit, [u8; 32])> = status
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| match s {
-            Status::Done(h, sha) => Some((i, *h, *sha)),
-            _ => None,
-        })
-        .collect();
-    report.rows = done.len();
-    report.skipped = skips.len();
-    report.failed = status
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| matches!(s, Status::Bad).then_some(i))
-        .collect();
-    let unchanged = final_source.is_some_and(|src| {
-        cache.rows_in(src) == done.len()
-            && done
-                .iter()
-                .enumerate()
-                .all(|(k, (_, h, _))| h.source == src && h.row == k)
-            && FeatureFileReader::open(&final_path, 1).is_ok_and(|r| r.meta() == ctx.meta)
-    });
-    if !unchanged {
-        assemble(&final_path, &cache, &done, &job, ctx.meta)?;
-    }
-    match std::fs::remove_dir_all(&parts_dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&parts_dir, e)),
-        _ => {}
-    }
-    // Gone only when no other shard or split is still writing parts.
-    if let Some(parent) = parts_dir.parent() {
-        let _ = std::fs::remove_dir(parent); // .parts/views
-    }
-    let _ = std::fs::remove_dir(ctx.out.join(".parts"));
-    skips.sort_by_key(|(pos, _)| *pos);
-    let skips: Vec<Skip> = skips.into_iter().map(|(_, s)| s).collect();
-    crate::report::write_errors(&errors_path, &skips)?;
-    report.errors_file = (!skips.is_empty()).then_some(errors_path);
-    Ok(report)
+    Ok(parts)
 }
 
 /// Writes `path` from cache rows in the given (flow) order, streaming.
@@ -403,7 +469,7 @@ fn assemble(
             item.rel.clone(),
             item.label,
             sha,
-            reader.vector(hit)?,
+            reader.vector(hit, &item.rel, job.views[i], &sha)?,
             job.views[i],
         )?;
         let n = left.get_mut(&hit.source).expect("counted above");

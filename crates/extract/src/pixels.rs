@@ -22,6 +22,10 @@
 use std::fmt;
 use std::path::Path;
 
+/// Largest model input side xfer builds (`--size`, or a head's `xfer.size`):
+/// a 4096 x 4096 batch of 32 is already 6 GiB of floats.
+pub const MAX_SIDE: u32 = 4096;
+
 /// PIL's `Image.MAX_IMAGE_PIXELS * 2`: above this many pixels PIL raises
 /// `DecompressionBombError`, so Keras could not read the image either.
 pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;

@@ -5,7 +5,6 @@
 //! renamed like every output), and the counts are in the summary. A split
 //! with nothing skipped has no errors file (an old one is removed, so the
 //! folder always describes the last run).
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::model::Provider;
@@ -39,14 +38,7 @@ pub(crate) fn write_errors(path: &Path, skips: &[Skip]) -> Result<()> {
     for s in skips {
         text.push_str(&format!("{},{}\n", csv_field(&s.rel), csv_field(&s.reason)));
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    Ok(xfer_features::write_atomic(path, text.as_bytes())?)
 }
 
 /// The outcome of one output file.
@@ -92,7 +84,8 @@ impl SplitReport {
 }
 
 /// The closing line over all splits.
-pub(crate) fn summary(reports: &[SplitReport], provider: Provider, secs: f64) -> String {
+/// `provider` is `None` when nothing needed encoding (no session was built).
+pub(crate) fn summary(reports: &[SplitReport], provider: Option<Provider>, secs: f64) -> String {
     let sum = |f: fn(&SplitReport) -> usize| reports.iter().map(f).sum::<usize>();
     let encoded = sum(|r| r.encoded);
     let encode_secs: f64 = reports.iter().map(|r| r.encode_secs).sum();
@@ -102,11 +95,12 @@ pub(crate) fn summary(reports: &[SplitReport], provider: Provider, secs: f64) ->
         "nothing to encode".to_string()
     };
     format!(
-        "xfer extract: {} images: {} encoded, {} reused, {} skipped; provider {provider}; {rate}; {} in all",
+        "xfer extract: {} images: {} encoded, {} reused, {} skipped; provider {}; {rate}; {} in all",
         sum(|r| r.rows),
         encoded,
         sum(|r| r.reused),
         sum(|r| r.skipped),
+        provider.map_or_else(|| "none (no session built)".into(), |p| p.to_string()),
         clock(secs)
     )
 }
@@ -150,7 +144,7 @@ mod tests {
             encode_secs: 1.5,
             ..Default::default()
         };
-        let s = summary(&[r.clone(), r], Provider::Cpu, 3.0);
+        let s = summary(&[r.clone(), r], Some(Provider::Cpu), 3.0);
         assert!(
             s.contains("10 images: 6 encoded, 4 reused, 2 skipped; provider CPU; 2.0 images/s"),
             "{s}"

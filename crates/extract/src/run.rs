@@ -12,7 +12,7 @@ use xfer_features::{shard_file_name, FeatureMeta};
 
 use crate::augment;
 use crate::config::Config;
-use crate::model::{BaseModel, Device, Provider};
+use crate::lazy::LazyModel;
 use crate::pipeline::{self, Ctx, Job};
 use crate::pixels::PixelSpec;
 use crate::report::{self, Skip};
@@ -44,12 +44,8 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         });
     }
 
-    let mut model = BaseModel::open(&cfg.model, &cfg.session)?;
-    model.check_side(cfg.size)?;
-    if let (Some(why), false) = (model.fallback(), cfg.quiet) {
-        debug_assert_eq!(cfg.device(), Device::Auto);
-        eprintln!("xfer extract: running on CPU: the CUDA provider did not load: {why}");
-    }
+    // Metadata and hash only: the session opens when a batch needs it.
+    let mut model = LazyModel::new(&cfg.model, cfg.session, cfg.size, cfg.quiet)?;
     let info = model.info().clone();
     let spec = PixelSpec {
         size: cfg.size,
@@ -68,7 +64,7 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         pretrained: info.pretrained,
         extra: Default::default(),
     };
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    xfer_features::create_dir(&cfg.out)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .thread_name(|i| format!("xfer-decode-{i}"))
@@ -84,7 +80,7 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         batch_size: cfg.batch_size,
         pool: &pool,
         quiet: cfg.quiet,
-        alternate: cfg.alternate && model.provider() == Provider::Cpu,
+        alternate: cfg.alternate,
     };
 
     let mut reports = Vec::new();

@@ -19,7 +19,16 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The Parquet layer failed (corrupt or truncated file, say).
+    /// Writing a file or folder failed: a full disk, a read-only folder, a
+    /// missing permission (said in plain words, see [`crate::describe_io`]).
+    #[error("writing {path}: {reason}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why, e.g. `no space left on device`.
+        reason: String,
+    },
+    /// The Parquet layer failed reading (corrupt or truncated file, say).
     #[error("{path}: not a readable Parquet feature file: {source}")]
     Parquet {
         /// The file, or `<memory>`.

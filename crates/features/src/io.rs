@@ -1,7 +1,7 @@
 //! Parquet reading and writing of [`FeatureTable`]s.
 //!
-//! Files are always written under `<name>.tmp` and renamed once the footer is
-//! on disk: Parquet has no usable content without its footer, and an
+//! Files are always written under a temporary name and renamed once the
+//! footer is on disk ([`crate::durable`]): Parquet has no usable content without its footer, and an
 //! `ArrowWriter` dropped early (an error, a kill) leaves a truncated file. A
 //! reader therefore only ever sees complete files. The embedded Arrow schema is
 //! kept so `FixedSizeList` comes back as such in pyarrow and here.
@@ -23,6 +23,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use tempfile::TempPath;
+
+use crate::durable;
 use crate::table::columns;
 use crate::vectors;
 use crate::{Error, FeatureMeta, FeatureTable, Result};
@@ -167,18 +170,7 @@ pub fn read_file(path: &Path) -> Result<FeatureTable> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
     let meta = meta_of(&builder, path)?;
     if let Some(features) = vectors::read(path, builder.metadata(), meta.dim)? {
-        let schema = builder.metadata().file_metadata().schema_descr();
-        let keys = (0..schema.num_columns()).filter(|&i| !vectors::is_vector_leaf(schema, i));
-        let mask = ProjectionMask::leaves(schema, keys);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(8192)
-            .build()
-            .map_err(parquet_err)?;
-        let mut table = FeatureTable::empty(meta);
-        for b in reader {
-            append_keys(&mut table, &b?, path)?;
-        }
+        let mut table = keys_of(builder, meta, path)?;
         if features.len() != table.len() * table.dim() {
             return Err(Error::Column {
                 path: path.into(),
@@ -234,6 +226,53 @@ pub fn read_file(path: &Path) -> Result<FeatureTable> {
         }
     }
     Ok(table)
+}
+
+/// Every column but the vectors, into a table whose `features` stay empty.
+fn keys_of(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    meta: FeatureMeta,
+    path: &Path,
+) -> Result<FeatureTable> {
+    let schema = builder.metadata().file_metadata().schema_descr();
+    let keys = (0..schema.num_columns()).filter(|&i| !vectors::is_vector_leaf(schema, i));
+    let mask = ProjectionMask::leaves(schema, keys);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| Error::Parquet {
+            path: path.into(),
+            source: e,
+        })?;
+    let mut table = FeatureTable::empty(meta);
+    for b in reader {
+        append_keys(&mut table, &b?, path)?;
+    }
+    Ok(table)
+}
+
+/// The rows of a feature file without their vectors: (path, view,
+/// sha256) in file order, for indexing a cache (a 100k x 2048 file holds
+/// 800 MB of floats that this never reads).
+///
+/// # Errors
+/// As [`read_file`].
+pub fn read_keys(path: &Path) -> Result<Vec<(String, i32, [u8; 32])>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
+            path: path.into(),
+            source: e,
+        })?;
+    let meta = meta_of(&builder, path)?;
+    let t = keys_of(builder, meta, path)?;
+    Ok(t.paths
+        .into_iter()
+        .zip(t.views)
+        .zip(t.sha256)
+        .map(|((p, v), sha)| (p, v, sha))
+        .collect())
 }
 
 fn meta_of<T: parquet::file::reader::ChunkReader + 'static>(
@@ -369,12 +408,23 @@ fn append_batch(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Resul
     if feats.null_count() > 0 {
         return Err(bad("null values are not allowed".into()));
     }
-    append_keys(table, b, path)?;
     let d = table.meta.dim;
     let start = feats.offset() * d;
-    table
-        .features
-        .extend_from_slice(&values.values()[start..start + b.num_rows() * d]);
+    let items = values.slice(start, b.num_rows() * d);
+    if items.null_count() > 0 {
+        // pyarrow writes nullable items by default; a null float would be
+        // read as whatever its slot holds.
+        let first = (0..items.len())
+            .find(|&i| items.is_null(i))
+            .expect("null_count > 0");
+        return Err(bad(format!(
+            "row {}: a null value at feature {}; vectors must be complete",
+            table.len() + first / d,
+            first % d
+        )));
+    }
+    append_keys(table, b, path)?;
+    table.features.extend_from_slice(items.values());
     Ok(())
 }
 
@@ -433,40 +483,31 @@ fn append_keys(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Result
 
 /// Streams rows into one Parquet file: each [`FeatureFileWriter::write`]
 /// becomes its own row group(s), so memory stays bounded by the batch. The
-/// file appears under its final name only after [`FeatureFileWriter::finish`].
+/// file appears under its final name only after [`FeatureFileWriter::finish`]
+/// (a unique temporary name beside it until then, see [`crate::durable`]).
 pub struct FeatureFileWriter {
     writer: Option<ArrowWriter<File>>,
     schema: SchemaRef,
-    tmp: PathBuf,
+    tmp: Option<TempPath>,
     path: PathBuf,
     meta: FeatureMeta,
 }
 
 impl FeatureFileWriter {
-    /// Opens `<path>.tmp` for writing, creating the parent folder.
+    /// Opens a temporary file beside `path` for writing, creating the
+    /// parent folder.
     ///
     /// # Errors
-    /// When the folder or file cannot be created.
+    /// [`Error::Write`] when the folder or file cannot be created.
     pub fn create(path: &Path, meta: FeatureMeta, with_view: bool) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (file, tmp) = durable::temp_beside(path)?;
         let schema = schema(meta.dim, with_view);
-        let writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(properties(&meta))).map_err(|e| {
-                Error::Parquet {
-                    path: tmp.clone(),
-                    source: e,
-                }
-            })?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties(&meta)))
+            .map_err(|e| durable::parquet_write_error(path, e))?;
         Ok(FeatureFileWriter {
             writer: Some(writer),
             schema,
-            tmp,
+            tmp: Some(tmp),
             path: path.into(),
             meta,
         })
@@ -477,7 +518,7 @@ impl FeatureFileWriter {
     /// # Errors
     /// On a metadata or dimension mismatch, or a write failure.
     pub fn write(&mut self, table: &FeatureTable) -> Result<()> {
-        if let Some((key, expected, got)) = self.meta.first_difference(&table.meta) {
+        if let Some((key, expected, got)) = self.meta.first_difference_all(&table.meta) {
             return Err(Error::Mismatch {
                 path: "<rows>".into(),
                 first: self.path.clone(),
@@ -491,37 +532,23 @@ impl FeatureFileWriter {
         }
         let b = batch(table, &self.schema)?;
         let w = self.writer.as_mut().expect("writer present until finish");
-        w.write(&b).map_err(|e| Error::Parquet {
-            path: self.tmp.clone(),
-            source: e,
-        })?;
-        w.flush().map_err(|e| Error::Parquet {
-            path: self.tmp.clone(),
-            source: e,
-        })
+        w.write(&b)
+            .and_then(|()| w.flush())
+            .map_err(|e| durable::parquet_write_error(&self.path, e))
     }
 
-    /// Writes the footer, syncs, and renames the file to its final name.
+    /// Writes the footer, syncs, and renames the file to its final name
+    /// (then syncs the folder).
     ///
     /// # Errors
-    /// On a write or rename failure.
+    /// [`Error::Write`] on a write, sync or rename failure.
     pub fn finish(mut self) -> Result<()> {
         let w = self.writer.take().expect("writer present until finish");
-        let file = w.into_inner().map_err(|e| Error::Parquet {
-            path: self.tmp.clone(),
-            source: e,
-        })?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
-    }
-}
-
-impl Drop for FeatureFileWriter {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            // Not finished: never leave a half-written file behind.
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        let file = w
+            .into_inner()
+            .map_err(|e| durable::parquet_write_error(&self.path, e))?;
+        let tmp = self.tmp.take().expect("temporary file present until finish");
+        durable::persist(&file, tmp, &self.path)
     }
 }
 
@@ -616,12 +643,20 @@ mod tests {
         let path = dir.path().join("train.parquet");
         let t = table(10, 4);
         let mut w = FeatureFileWriter::create(&path, t.meta.clone(), false).unwrap();
+        // A second writer of the same file has its own temporary name.
+        let mut other = FeatureFileWriter::create(&path, t.meta.clone(), false).unwrap();
+        other.write(&t.select(&[0])).unwrap();
+        drop(other);
         w.write(&t.select(&[0, 1, 2])).unwrap();
         assert!(!path.exists(), "final name appears only after finish");
         w.write(&t.select(&[3, 4, 5, 6, 7, 8, 9])).unwrap();
         w.finish().unwrap();
         assert_eq!(read_file(&path).unwrap(), t);
-        assert!(!dir.path().join("train.parquet.tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["train.parquet"], "no temporary file left");
     }
 
     #[test]

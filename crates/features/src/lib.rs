@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod durable;
 mod error;
 mod io;
 mod meta;
@@ -25,9 +26,12 @@ mod split;
 mod table;
 mod vectors;
 
+pub use durable::{
+    create_dir, describe_io, persist, remove_stale_temps, sync_dir, temp_beside, write_atomic,
+};
 pub use error::{Error, Result};
 pub use io::{
-    from_parquet_bytes, read_file, to_parquet_bytes, write_file, FeatureFileReader,
+    from_parquet_bytes, read_file, read_keys, to_parquet_bytes, write_file, FeatureFileReader,
     FeatureFileWriter,
 };
 pub use meta::{keys, FeatureMeta, SCHEMA_VERSION};

@@ -177,10 +177,37 @@ impl FeatureMeta {
             .find(|((_, a), (_, b))| a != b)
             .map(|((k, a), (_, b))| (k.to_string(), a, b))
     }
+
+    /// [`FeatureMeta::first_difference`], and then any other `xfer.*` entry
+    /// (augmentation settings, quantization): what pieces of one file, the
+    /// shards of a split, must share.
+    pub fn first_difference_all(&self, other: &FeatureMeta) -> Option<(String, String, String)> {
+        self.first_difference(other).or_else(|| {
+            let keys: std::collections::BTreeSet<&String> =
+                self.extra.keys().chain(other.extra.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let (a, b) = (self.extra.get(k), other.extra.get(k));
+                (a != b).then(|| {
+                    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(none)".into());
+                    (k.clone(), show(a), show(b))
+                })
+            })
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn difference_with_extra_names_the_extra_key() {
+        let a = FeatureMeta::new(vec!["x".into()], 3);
+        let mut b = a.clone();
+        b.extra.insert("xfer.augment".into(), "{\"zoom\":0.2}".into());
+        assert!(a.first_difference(&b).is_none(), "model key only");
+        assert_eq!(a.first_difference_all(&b).unwrap().0, "xfer.augment");
+        assert!(b.first_difference_all(&b.clone()).is_none());
+    }
+
     use super::*;
 
     #[test]

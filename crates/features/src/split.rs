@@ -116,7 +116,7 @@ pub fn read_split(dir: &Path, split: &str) -> Result<FeatureTable> {
     }
     for f in &files[1..] {
         let t = read_file(f)?;
-        if let Some((key, expected, got)) = table.meta.first_difference(&t.meta) {
+        if let Some((key, expected, got)) = table.meta.first_difference_all(&t.meta) {
             return Err(Error::Mismatch {
                 path: f.clone(),
                 first: files[0].clone(),

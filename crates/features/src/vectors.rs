@@ -63,7 +63,28 @@ pub(crate) fn read(path: &Path, meta: &ParquetMetaData, dim: usize) -> Result<Op
         .iter()
         .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
         .collect();
-    let mut out = vec![0.0f32; rows.iter().sum::<usize>() * dim];
+    // The footer's counts are the file's word: bound them by what the
+    // column chunks hold (PLAIN floats take 4 bytes each) before
+    // allocating, so a crafted footer is an error, not an abort.
+    let stored: i64 = meta
+        .row_groups()
+        .iter()
+        .map(|g| g.column(col).uncompressed_size().max(0))
+        .sum();
+    let floats = rows
+        .iter()
+        .sum::<usize>()
+        .checked_mul(dim)
+        .filter(|&n| n.checked_mul(4).is_some_and(|b| b as u64 <= stored as u64))
+        .ok_or_else(|| Error::Column {
+            path: path.into(),
+            column: columns::FEATURES.into(),
+            reason: format!(
+                "the footer claims {} rows of {dim} floats, more than the column's {stored} bytes",
+                rows.iter().sum::<usize>()
+            ),
+        })?;
+    let mut out = vec![0.0f32; floats];
     // Each row group's slice of the buffer, then a contiguous share of them
     // per worker.
     let mut slices = Vec::with_capacity(rows.len());

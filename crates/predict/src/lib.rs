@@ -217,6 +217,12 @@ fn head_side(path: &Path, meta: &FeatureMeta) -> Result<u32> {
             "{w}x{h} is not square; xfer extract makes square inputs only"
         )));
     }
+    if w > pixels::MAX_SIDE {
+        return Err(bad(format!(
+            "{w}x{h} is over the largest side xfer builds ({})",
+            pixels::MAX_SIDE
+        )));
+    }
     Ok(w)
 }
 
