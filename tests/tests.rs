@@ -7,3 +7,4 @@ mod cli;
 mod extract;
 mod predict;
 mod train;
+mod writers;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::args::{AugmentArgs, ExtractArgs};
 use crate::augment::Augment;
-use crate::model::{Device, SessionOptions};
+use crate::model::SessionOptions;
 use crate::pixels::{Resize, MAX_SIDE as MAX_SIZE};
 use crate::{Error, Result};
 
@@ -200,6 +200,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Device;
 
     fn args(dir: &std::path::Path) -> ExtractArgs {
         let model = dir.join("m.onnx");

@@ -22,11 +22,18 @@ pub(crate) struct LazyModel<'a> {
 }
 
 impl<'a> LazyModel<'a> {
-    /// Reads `path`'s metadata; nothing of ONNX Runtime is loaded yet.
-    pub(crate) fn new(path: &'a Path, opts: SessionOptions, size: u32, quiet: bool) -> Result<Self> {
+    /// Reads `path`'s metadata (its hash known: `sha256`); nothing of ONNX
+    /// Runtime is loaded yet.
+    pub(crate) fn new(
+        path: &'a Path,
+        sha256: String,
+        opts: SessionOptions,
+        size: u32,
+        quiet: bool,
+    ) -> Result<Self> {
         Ok(LazyModel {
             path,
-            info: ModelInfo::from_file(path)?,
+            info: ModelInfo::with_hash(path, sha256)?,
             opts,
             size,
             quiet,

@@ -28,6 +28,7 @@ mod error;
 mod lazy;
 mod lock;
 pub mod model;
+mod model_hash;
 mod onnx_meta;
 mod pipeline;
 pub mod pixels;

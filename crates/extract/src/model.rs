@@ -338,8 +338,18 @@ impl ModelInfo {
                 reason: "no such model file".into(),
             });
         }
-        let props = onnx_meta::read(path)?;
-        ModelInfo::from_props(&props, path, sha256_file(path)?)
+        ModelInfo::with_hash(path, sha256_file(path)?)
+    }
+
+    /// [`ModelInfo::from_file`] with the file's sha256 already known.
+    pub(crate) fn with_hash(path: &Path, sha256: String) -> Result<ModelInfo> {
+        if !path.is_file() {
+            return Err(Error::Model {
+                path: path.into(),
+                reason: "no such model file".into(),
+            });
+        }
+        ModelInfo::from_props(&onnx_meta::read(path)?, path, sha256)
     }
 
     fn from_props(

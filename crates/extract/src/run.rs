@@ -13,6 +13,7 @@ use xfer_features::{shard_file_name, FeatureMeta};
 use crate::augment;
 use crate::config::Config;
 use crate::lazy::LazyModel;
+use crate::model_hash;
 use crate::pipeline::{self, Ctx, Job};
 use crate::pixels::PixelSpec;
 use crate::report::{self, Skip};
@@ -45,7 +46,15 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
     }
 
     // Metadata and hash only: the session opens when a batch needs it.
-    let mut model = LazyModel::new(&cfg.model, cfg.session, cfg.size, cfg.quiet)?;
+    if !cfg.model.is_file() {
+        return Err(Error::Model {
+            path: cfg.model.clone(),
+            reason: "no such model file".into(),
+        });
+    }
+    xfer_features::create_dir(&cfg.out)?;
+    let sha256 = model_hash::sha256(&cfg.model, &cfg.out)?;
+    let mut model = LazyModel::new(&cfg.model, sha256, cfg.session, cfg.size, cfg.quiet)?;
     let info = model.info().clone();
     let spec = PixelSpec {
         size: cfg.size,
@@ -64,7 +73,6 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         pretrained: info.pretrained,
         extra: Default::default(),
     };
-    xfer_features::create_dir(&cfg.out)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .thread_name(|i| format!("xfer-decode-{i}"))

@@ -96,9 +96,12 @@ fn temp_prefix(path: &Path) -> String {
 pub fn temp_beside(path: &Path) -> Result<(File, TempPath)> {
     let dir = parent_of(path);
     create_dir(dir)?;
+    // 0o666 less the umask, as File::create gives (tempfile's own default
+    // is 0o600, which would hide outputs from the group that shares them).
     let tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| write_error(&dir.join(temp_prefix(path) + "tmp"), &e))?;
     Ok(tmp.into_parts())
@@ -168,6 +171,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["a.json"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o044, 0o666 & 0o044 & !umask(), "readable as File::create makes it");
+    }
+
+    /// The process umask (read from a file File::create makes).
+    fn umask() -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("probe");
+        std::fs::File::create(&f).unwrap();
+        !std::fs::metadata(&f).unwrap().permissions().mode() & 0o666
     }
 
     #[test]

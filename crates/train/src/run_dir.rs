@@ -38,20 +38,14 @@ pub(crate) mod files {
     pub(crate) const BASELINE: &str = "baseline.json";
 }
 
-/// Writes `bytes` to `path` through `<path>.tmp` and a rename, creating the
-/// parent folder.
+/// Writes `bytes` to `path` durably (unique temporary name, fsync, rename,
+/// fsync of the folder; [`xfer_features::write_atomic`]), creating the
+/// parent folder, so a power cut never leaves an empty head or JSON file.
 ///
 /// # Errors
-/// [`Error::Io`] naming the file.
+/// [`Error::Features`] with a write error naming the file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    Ok(xfer_features::write_atomic(path, bytes)?)
 }
 
 /// An `f32` widened to the `f64` with the same shortest decimal, so JSON
