@@ -15,7 +15,15 @@ fn extract_cmd(cache: &Path, data: &Path, model: &Path, out: &Path, extra: &[&st
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xfer"));
     cmd.env("XDG_CACHE_HOME", cache)
         .env("ORT_DYLIB_PATH", ort_lib())
-        .args(["extract", "--device", "cpu", "--batch-size", "8", "--size", SIZE])
+        .args([
+            "extract",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "8",
+            "--size",
+            SIZE,
+        ])
         .arg("--data")
         .arg(data)
         .arg("--model")
@@ -38,7 +46,10 @@ fn unchanged_rerun_builds_no_session() {
     // No ONNX Runtime at all: a rerun that needs no session still works,
     // and says so in its summary.
     let output = xfer(tmp.path())
-        .env("ORT_DYLIB_PATH", tmp.path().join("no-such-libonnxruntime.so"))
+        .env(
+            "ORT_DYLIB_PATH",
+            tmp.path().join("no-such-libonnxruntime.so"),
+        )
         .args(["extract", "--device", "cpu", "--size", SIZE, "--data"])
         .arg(&data)
         .arg("--model")
@@ -77,7 +88,10 @@ fn two_writers_of_one_folder_take_turns_and_both_succeed() {
     let errs = [a.stderr, b.stderr].map(|e| String::from_utf8_lossy(&e).into_owned());
     assert!(a.status.success() && b.status.success(), "{errs:#?}");
     let encoded: usize = errs.iter().map(|e| counts(e).encoded).sum();
-    assert_eq!(encoded, 120, "every image encoded once between them: {errs:#?}");
+    assert_eq!(
+        encoded, 120,
+        "every image encoded once between them: {errs:#?}"
+    );
     let t = read_split(&out, "train").unwrap();
     assert_eq!(t.len(), 120);
     let mut paths = t.paths.clone();

@@ -206,11 +206,10 @@ impl<'c> RowReader<'c> {
         let c = self.open.get_mut(&hit.source).expect("cursor just opened");
         while hit.row >= c.start + c.chunk.len() {
             c.start += c.chunk.len();
-            c.chunk = c
-                .reader
-                .next()
-                .transpose()?
-                .ok_or_else(|| changed(format!("row {} is past the end of the file", hit.row)))?;
+            c.chunk =
+                c.reader.next().transpose()?.ok_or_else(|| {
+                    changed(format!("row {} is past the end of the file", hit.row))
+                })?;
         }
         let r = hit.row - c.start;
         if c.chunk.paths[r] != path || c.chunk.views[r] != view || &c.chunk.sha256[r] != sha {
@@ -291,7 +290,10 @@ mod tests {
             .vector(at(4), "a/0005.png", 0, &[4; 32])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("train.parquet") && err.contains("a/0004.png"), "{err}");
+        assert!(
+            err.contains("train.parquet") && err.contains("a/0004.png"),
+            "{err}"
+        );
         assert!(rows.vector(at(4), "a/0004.png", 0, &[5; 32]).is_err());
         assert!(rows.vector(at(4), "a/0004.png", 1, &[4; 32]).is_err());
     }

@@ -194,8 +194,7 @@ fn augment(a: &AugmentArgs) -> Result<Option<Augment>> {
     }))
 }
 
-impl Config {
-}
+impl Config {}
 
 #[cfg(test)]
 mod tests {

@@ -97,7 +97,8 @@ mod tests {
             l
         });
         assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(),
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
             "the second writer must wait"
         );
         drop(first);

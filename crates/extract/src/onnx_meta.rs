@@ -171,7 +171,10 @@ mod tests {
 
         std::fs::write(&f, &m[..1000]).unwrap();
         let err = read(&f).unwrap_err().to_string();
-        assert!(err.contains("m.onnx") && err.contains("past the end"), "{err}");
+        assert!(
+            err.contains("m.onnx") && err.contains("past the end"),
+            "{err}"
+        );
         std::fs::write(&f, b"hello, not a model").unwrap();
         assert!(read(&f).map_or(true, |p| p.is_empty()));
     }

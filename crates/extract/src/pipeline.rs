@@ -217,7 +217,16 @@ pub(crate) fn extract(
 
     // Phase 1: only when something is new does the model open.
     if !todo.is_empty() {
-        let parts = encode(&job, &todo, &parts_dir, model, ctx, &mut report, &mut status, &mut skips)?;
+        let parts = encode(
+            &job,
+            &todo,
+            &parts_dir,
+            model,
+            ctx,
+            &mut report,
+            &mut status,
+            &mut skips,
+        )?;
         for part in parts {
             let shas: Vec<[u8; 32]> = part.rows.iter().map(|r| r.2).collect();
             let source = cache.add_view_rows(&part.path, part.rows);

@@ -81,10 +81,9 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 }
 
 fn temp_prefix(path: &Path) -> String {
-    let name = path.file_name().map_or_else(
-        || "out".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     format!(".{name}.")
 }
 
@@ -173,7 +172,11 @@ mod tests {
         assert_eq!(names, ["a.json"]);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & 0o044, 0o666 & 0o044 & !umask(), "readable as File::create makes it");
+        assert_eq!(
+            mode & 0o044,
+            0o666 & 0o044 & !umask(),
+            "readable as File::create makes it"
+        );
     }
 
     /// The process umask (read from a file File::create makes).
@@ -202,7 +205,10 @@ mod tests {
         let full = std::io::Error::from_raw_os_error(28);
         assert_eq!(describe_io(&full), "no space left on device");
         let e = write_error(Path::new("f/x.parquet"), &full);
-        assert_eq!(e.to_string(), "writing f/x.parquet: no space left on device");
+        assert_eq!(
+            e.to_string(),
+            "writing f/x.parquet: no space left on device"
+        );
         let odd = std::io::Error::other("Something Odd");
         assert_eq!(describe_io(&odd), "something Odd");
     }

@@ -260,11 +260,10 @@ fn keys_of(
 /// As [`read_file`].
 pub fn read_keys(path: &Path) -> Result<Vec<(String, i32, [u8; 32])>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
-            path: path.into(),
-            source: e,
-        })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::Parquet {
+        path: path.into(),
+        source: e,
+    })?;
     let meta = meta_of(&builder, path)?;
     let t = keys_of(builder, meta, path)?;
     Ok(t.paths
@@ -547,7 +546,10 @@ impl FeatureFileWriter {
         let file = w
             .into_inner()
             .map_err(|e| durable::parquet_write_error(&self.path, e))?;
-        let tmp = self.tmp.take().expect("temporary file present until finish");
+        let tmp = self
+            .tmp
+            .take()
+            .expect("temporary file present until finish");
         durable::persist(&file, tmp, &self.path)
     }
 }
@@ -628,6 +630,53 @@ mod tests {
         };
         assert!(direct(&own).is_some());
         assert!(direct(&dir.path().join("v2.parquet")).is_none());
+    }
+
+    /// pyarrow's default: nullable items. A null float is an error naming
+    /// the file, row and feature, never whatever its slot holds.
+    #[test]
+    fn a_null_inside_a_vector_is_refused() {
+        let t = table(3, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nullable.parquet");
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let mut fields: Vec<Field> = schema(4, false)
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[4] = Field::new(
+            columns::FEATURES,
+            DataType::FixedSizeList(item.clone(), 4),
+            false,
+        );
+        let nullable = Arc::new(Schema::new(fields));
+        let mut values: Vec<Option<f32>> = t.features.iter().map(|&v| Some(v)).collect();
+        values[2 * 4 + 1] = None; // row 2, feature 1
+        let list = FixedSizeListArray::try_new(item, 4, Arc::new(Float32Array::from(values)), None)
+            .unwrap();
+        let own = batch(&t, &schema(4, false)).unwrap();
+        let mut cols = own.columns().to_vec();
+        cols[4] = Arc::new(list);
+        let b = RecordBatch::try_new(nullable.clone(), cols).unwrap();
+        let kv: Vec<KeyValue> = t
+            .meta
+            .to_pairs()
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(kv))
+            .build();
+        let mut w =
+            ArrowWriter::try_new(File::create(&path).unwrap(), nullable, Some(props)).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("nullable.parquet") && err.contains("row 2") && err.contains("feature 1"),
+            "{err}"
+        );
     }
 
     #[test]

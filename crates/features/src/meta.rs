@@ -202,7 +202,8 @@ mod tests {
     fn difference_with_extra_names_the_extra_key() {
         let a = FeatureMeta::new(vec!["x".into()], 3);
         let mut b = a.clone();
-        b.extra.insert("xfer.augment".into(), "{\"zoom\":0.2}".into());
+        b.extra
+            .insert("xfer.augment".into(), "{\"zoom\":0.2}".into());
         assert!(a.first_difference(&b).is_none(), "model key only");
         assert_eq!(a.first_difference_all(&b).unwrap().0, "xfer.augment");
         assert!(b.first_difference_all(&b.clone()).is_none());

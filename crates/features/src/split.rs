@@ -224,4 +224,23 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Views made with other augmentation settings share the model key but
+    /// are not the same data: their shards never merge.
+    #[test]
+    fn shards_with_other_augmentation_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = table(&[("a/1.png", 0)]);
+        let mut b = table(&[("b/1.png", 1)]);
+        a.meta
+            .extra
+            .insert("xfer.augment".into(), "{\"zoom\":0.1}".into());
+        b.meta
+            .extra
+            .insert("xfer.augment".into(), "{\"zoom\":0.2}".into());
+        write_file(&dir.path().join(shard_file_name("train", 0, 2)), &a).unwrap();
+        write_file(&dir.path().join(shard_file_name("train", 1, 2)), &b).unwrap();
+        let err = read_split(dir.path(), "train").unwrap_err().to_string();
+        assert!(err.contains("xfer.augment") && err.contains("0.2"), "{err}");
+    }
 }

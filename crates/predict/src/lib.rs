@@ -314,6 +314,21 @@ mod tests {
     }
 
     #[test]
+    fn a_head_side_over_the_limit_is_refused() {
+        let mut m = meta();
+        m.size = "40000x40000".into();
+        let err = head_side(Path::new("h.safetensors"), &m)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("h.safetensors") && err.contains("4096"),
+            "{err}"
+        );
+        m.size = "4096x4096".into();
+        assert_eq!(head_side(Path::new("h"), &m).unwrap(), 4096);
+    }
+
+    #[test]
     fn a_matching_head_fits() {
         check_fits(Path::new("h"), &meta(), Path::new("m"), &info(), 32).unwrap();
     }
