@@ -1,11 +1,22 @@
 //! One output file: decode in parallel, infer in order, never lose work.
 //!
-//! **Overlap.** A producer thread takes the split's images a batch at a
-//! time and prepares each batch on the rayon pool (read, sha256, cache
-//! look-up, and for the rest decode, resize, preprocess). A bounded channel
-//! of [`QUEUE`] batches hands them to this thread, which runs ONNX Runtime
-//! (its own intra-op threads) while the next batches decode. Memory holds at
-//! most `QUEUE + 2` batches of pixels, whatever the data set's size.
+//! **One writer.** The file's lock ([`crate::lock`]) is held from the
+//! first look at earlier work to the last rename, so a second run of the
+//! same file waits and then finds it done, and nothing below (parts,
+//! temporary files) is shared with another process.
+//!
+//! **What is already done.** When there is earlier work (the old output or
+//! leftover parts), every image is first read and hashed on the rayon pool
+//! and looked up ([`crate::cache`]); only the images left go to the model,
+//! whose session is built on that first need ([`crate::lazy`]). A rerun with
+//! nothing new builds none.
+//!
+//! **Overlap.** A producer thread takes the images left a batch at a time
+//! and prepares each batch on the rayon pool (read, sha256, decode, resize,
+//! preprocess). A bounded channel of [`QUEUE`] batches hands them to this
+//! thread, which runs ONNX Runtime (its own intra-op threads) while the
+//! next batches decode. Memory holds at most `QUEUE + 2` batches of pixels,
+//! whatever the data set's size.
 //!
 //! **Taking turns.** When ONNX Runtime's threads fill every core
 //! ([`Ctx::alternate`]), the producer prepares a batch only when this
@@ -13,10 +24,11 @@
 //! cores between two runs instead of preempting ORT's threads during one.
 //!
 //! **Crash safety.** Each encoded batch is written at once as a small,
-//! complete Parquet file in `OUT/.parts/<name>/` (temporary name, then
-//! rename). Only when every image is done is `OUT/<name>.parquet` assembled
-//! from the reused rows and the parts, in flow order, under a temporary name
-//! and renamed over the old file; then the parts are removed. A `kill -9` at
+//! complete Parquet file in `OUT/.parts/<name>/` (durably: unique temporary
+//! name, fsync, rename, fsync of the folder). Only when every image is done
+//! is `OUT/<name>.parquet` assembled from the reused rows and the parts, in
+//! flow order, each row checked to be the image and bytes indexed, written
+//! the same way over the old file; then the parts are removed. A `kill -9` at
 //! any moment leaves the old output intact and the finished parts in place;
 //! the next run reads them as cache ([`crate::cache`]) and encodes only what
 //! was not finished.
