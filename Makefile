@@ -105,7 +105,7 @@ $(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.
 	$(VPY) scripts/export_model.py $(BACKBONE) \
 	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
 
-features: $(MODEL) $(ORT_LIB) $(XFER) | $(DATA_DEP) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
+features: $(DATA_DEP) $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \
 	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED))
 
@@ -113,12 +113,12 @@ train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT;
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
 	    $(if $(INNER),--inner $(INNER)) $(if $(DROPOUT),--dropout $(DROPOUT)) $(if $(VIEWS),--views) $(TRAIN_ARGS)
 
-study-augment: $(ORT_LIB) $(XFER) | $(DATA_DEP) ## EfficientNet-Lite0 at 150 and 299, with and without augmented views, 3 seeds (STUDY_ARGS=--views 2)
+study-augment: $(DATA_DEP) $(ORT_LIB) $(XFER) ## EfficientNet-Lite0 at 150 and 299, with and without augmented views, 3 seeds (STUDY_ARGS=--views 2)
 	$(MAKE) model BACKBONE=efficientnet-lite0
 	$(PYTHON) scripts/study_augment.py --xfer $(XFER) --data $(DATA) \
 	    --model models/efficientnet-lite0-imagenet.onnx --work features/study --runs runs/study-augment $(STUDY_ARGS)
 
-report: $(VENV)/.done | $(DATA_DEP) ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
+report: $(DATA_DEP) $(VENV)/.done ## one self-contained HTML page for RUN (a run or a sweep) into RUN/report.html
 	$(VPY) scripts/report.py $(RUN) --data $(DATA)
 
 test: $(ORT_LIB) $(VENV)/.done ## every test: cargo tests (unit + end to end) and the Python tests
@@ -134,26 +134,26 @@ lint: ## rustfmt and clippy, warnings as errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-check-export: $(KERAS_VENV)/.done | $(DATA_DEP) ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
+check-export: $(DATA_DEP) $(KERAS_VENV)/.done ## prove the ONNX Xception equal to Keras (own venv: keras + JAX)
 	KERAS_BACKEND=jax $(KPY) scripts/check_export.py --data $(DATA)
 
 PIXEL_SAMPLE ?= 400
-check-pixels: $(VENV)/.done $(ORT_LIB) $(XFER) | $(DATA_DEP) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
+check-pixels: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --data $(DATA) --sample $(PIXEL_SAMPLE) --size $(SIZE)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --synthetic --size $(SIZE)
 
-check-augment: $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) | $(DATA_DEP) ## prove extract's augmented views equal to Keras ImageDataGenerator (sampled DATA images, each fill mode)
+check-augment: $(DATA_DEP) $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's augmented views equal to Keras ImageDataGenerator (sampled DATA images, each fill mode)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode reflect --vertical-flip
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE) --fill-mode constant --cval 17
 
-study-lite0: $(VENV)/.done $(ORT_LIB) | $(DATA_DEP) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds) into docs/accuracy-lite0.md
+study-lite0: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds) into docs/accuracy-lite0.md
 	$(VPY) scripts/study_lite0.py --data $(DATA)
 
-check-lite0: $(VENV)/.done | $(DATA_DEP) ## prove the Lite0 conversion: ImageNet names for DATA's validation images
+check-lite0: $(DATA_DEP) $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
 	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
 
-bench: $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) | $(DATA_DEP) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
+bench: $(DATA_DEP) $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
 	@command -v hyperfine >/dev/null || { echo "make bench needs hyperfine: apt-get install -y hyperfine (or cargo install hyperfine)" >&2; exit 1; }
 	@test -x /usr/bin/time || { echo "make bench needs GNU time: apt-get install -y time" >&2; exit 1; }
 	$(VPY) scripts/bench/run.py --data $(DATA) --xfer $(XFER) --python $(VPY) --keras-python $(KPY) $(BENCH_ARGS)

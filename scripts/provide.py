@@ -120,7 +120,7 @@ def main(argv=None):
     b.add_argument("--timeout", type=float, default=10.0)
     a = p.parse_args(argv)
     if a.what == "data":
-        shared = os.path.relpath(os.path.normpath(a.shared)) if os.path.isdir(a.shared) else a.shared
+        shared = os.path.relpath(os.path.normpath(a.shared))
         return provide_data(a.dest, shared, a.url, a.commit)
     backbone, line = pick_backbone(a.weights, a.cache, a.url, a.timeout)
     if line:
