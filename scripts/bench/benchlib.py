@@ -99,6 +99,9 @@ def ort_session(model, threads, provider="cpu", spin=True):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if provider == "cuda":
+        if hasattr(ort, "preload_dlls"):
+            # the CUDA 13 wheels in site-packages/nvidia, as xfer loads them
+            ort.preload_dlls()
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise ValueError("this onnxruntime has no CUDAExecutionProvider (available: "
                              + ", ".join(ort.get_available_providers()) + ")")
