@@ -719,7 +719,9 @@ class Report:
         if row is None:
             return "not run"
         if row.get("error"):
-            first = row["error"].strip().splitlines()[0] if row["error"].strip() else "failed"
+            lines = row["error"].strip().splitlines() or ["failed"]
+            # the tool's own one-line reason, where hyperfine's words come first
+            first = next((ln for ln in lines if ln.startswith(("xfer: error:", "ort_alone:"))), lines[0])
             first = first.replace("|", "\\|")
             return "not measured: " + (first[:200] + "..." if len(first) > 200 else first)
         return None
@@ -1241,7 +1243,7 @@ class Report:
         g = self.res.get("gpu_meta", {})
         self.w(f"Measured by `scripts/bench/gpu.sh` on {g.get('gpu') or '?'} "
                f"({g.get('cpu', '?')}, {g.get('cores', '?')} cores), median of "
-               f"{g.get('runs', '?')} runs, {self.meta.get('images', '?')} images.")
+               f"{g.get('runs', '?')} runs, {g.get('images', self.meta.get('images', '?'))} images.")
         self.w()
         self.w("| size | batch | provider | `xfer extract` images/s | ORT busy (xfer's timer) | "
                "ORT alone images/s | decode etc. share | vs CPU: max rel, per image | cmd |")

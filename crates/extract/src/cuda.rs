@@ -13,8 +13,11 @@
 //! live as long as the process.
 //!
 //! The one library no wheel provides is the NVIDIA driver's `libcuda.so.1`:
-//! it comes with the GPU. [`prepare`] looks for it last, by name, and on a
-//! machine without a GPU says exactly that, in one line. A CPU build of ONNX
+//! it comes with the GPU. [`prepare`] looks for it by name, and on a machine
+//! without a GPU says exactly that, in one line: after every CUDA library
+//! for `--device cuda` (so that the message also proves the rest in place),
+//! before them for `--device auto` (so that a GPU build on a GPU-less
+//! machine costs one failed `dlopen`, not a second of mapping CUDA). A CPU build of ONNX
 //! Runtime is told apart from a broken CUDA one, so that `--device auto`
 //! stays quiet on a CPU-only install ([`Unavailable::CpuBuild`]).
 use std::path::{Path, PathBuf};
@@ -62,6 +65,19 @@ impl Unavailable {
     }
 }
 
+/// How much to try before the NVIDIA driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Every CUDA library, then the driver: `--device cuda`, where the user
+    /// wants CUDA and the whole diagnosis (a GPU-less machine then proves
+    /// that everything but the driver is in place).
+    LibrariesFirst,
+    /// The driver first (one cheap `dlopen`), the libraries only when it is
+    /// there: `--device auto`, which must not spend a second and 300 MB
+    /// mapping CUDA on a machine that cannot run it.
+    DriverFirst,
+}
+
 /// Loads what the CUDA provider of the ONNX Runtime at `ort_lib` needs,
 /// once per process (later calls return the first answer).
 ///
@@ -69,11 +85,11 @@ impl Unavailable {
 /// [`Unavailable::CpuBuild`] when `ort_lib` is a CPU build;
 /// [`Unavailable::Failed`] naming the library that is missing or failed to
 /// load (the NVIDIA driver on a machine without a GPU).
-pub(crate) fn prepare(ort_lib: &Path) -> Result<(), Unavailable> {
+pub(crate) fn prepare(ort_lib: &Path, order: Order) -> Result<(), Unavailable> {
     static DONE: OnceLock<Result<(), Unavailable>> = OnceLock::new();
     DONE.get_or_init(|| {
         let cuda_build = || ort::ep::CUDA::is_available().unwrap_or(false);
-        prepare_with(ort_lib, DRIVER, cuda_build)
+        prepare_with(ort_lib, DRIVER, order, cuda_build)
     })
     .clone()
 }
@@ -83,6 +99,7 @@ pub(crate) fn prepare(ort_lib: &Path) -> Result<(), Unavailable> {
 fn prepare_with(
     ort_lib: &Path,
     driver: &str,
+    order: Order,
     cuda_build: impl FnOnce() -> bool,
 ) -> Result<(), Unavailable> {
     let dir = ort_lib.parent().unwrap_or(Path::new("."));
@@ -104,6 +121,17 @@ fn prepare_with(
     // Without an `nvidia` folder the CUDA libraries must come from the
     // system (a CUDA toolkit on the loader's path): nothing to preload.
     let nvidia = nvidia_dir(dir);
+    let no_driver = |e: String, loaded: &str| {
+        // dlerror's text starts with the name already given in brackets.
+        let e = e.strip_prefix(&format!("{driver}: ")).unwrap_or(&e);
+        Unavailable::Failed(format!(
+            "the NVIDIA driver ({driver}) is missing: {e}; CUDA needs an NVIDIA GPU and its \
+             driver{loaded}"
+        ))
+    };
+    if order == Order::DriverFirst {
+        load_global(driver.as_ref()).map_err(|e| no_driver(e, ""))?;
+    }
     if let Some(nvidia) = &nvidia {
         for rel in LIBRARIES {
             let path = nvidia.join(rel);
@@ -117,18 +145,16 @@ fn prepare_with(
                 .map_err(|e| Unavailable::Failed(format!("cannot load {}: {e}", path.display())))?;
         }
     }
-    load_global(driver.as_ref()).map_err(|e| {
-        // dlerror's text starts with the name already given in brackets.
-        let e = e.strip_prefix(&format!("{driver}: ")).unwrap_or(&e);
-        let loaded = match &nvidia {
-            Some(n) => format!("every CUDA library it needs loaded from {}", n.display()),
-            None => "no CUDA libraries were preloaded (no nvidia folder)".into(),
-        };
-        Unavailable::Failed(format!(
-            "the NVIDIA driver ({driver}) is missing: {e}; CUDA needs an NVIDIA GPU and its \
-             driver ({loaded})"
-        ))
-    })
+    if order == Order::LibrariesFirst {
+        load_global(driver.as_ref()).map_err(|e| {
+            let loaded = match &nvidia {
+                Some(n) => format!(" (every CUDA library it needs loaded from {})", n.display()),
+                None => " (no nvidia folder: no CUDA libraries were preloaded)".into(),
+            };
+            no_driver(e, &loaded)
+        })?;
+    }
+    Ok(())
 }
 
 /// Where the CUDA wheels' libraries are: `.ort/gpu-*/nvidia` as `make
@@ -226,13 +252,23 @@ mod tests {
         let lib = tmp.path().join("cpu-1.32.0/libonnxruntime.so");
         std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
         std::fs::write(&lib, b"").unwrap();
-        let r = prepare_with(&lib, "libxfer-no-driver.so.1", || false);
+        let r = prepare_with(
+            &lib,
+            "libxfer-no-driver.so.1",
+            Order::LibrariesFirst,
+            || false,
+        );
         assert!(
             matches!(&r, Err(Unavailable::CpuBuild(m)) if m.contains("CPU build") && m.contains("make setup ORT=gpu")),
             "{r:?}"
         );
         // A GPU build whose provider file was removed is not quiet.
-        let r = prepare_with(&lib, "libxfer-no-driver.so.1", || true);
+        let r = prepare_with(
+            &lib,
+            "libxfer-no-driver.so.1",
+            Order::LibrariesFirst,
+            || true,
+        );
         assert!(
             matches!(&r, Err(Unavailable::Failed(m)) if m.contains(PROVIDER)),
             "{r:?}"
@@ -243,7 +279,12 @@ mod tests {
     fn every_cuda_library_loads_and_the_missing_driver_is_named() {
         let tmp = tempfile::tempdir().unwrap();
         let lib = fake_gpu_dir(tmp.path());
-        let r = prepare_with(&lib, "libxfer-no-such-driver.so.1", || true);
+        let r = prepare_with(
+            &lib,
+            "libxfer-no-such-driver.so.1",
+            Order::LibrariesFirst,
+            || true,
+        );
         let Err(Unavailable::Failed(m)) = r else {
             panic!("expected the driver to be missing: {r:?}")
         };
@@ -260,7 +301,12 @@ mod tests {
         let driver = tmp.path().join("driver/libxfer-fake-cuda.so.1");
         fake_lib(&driver, "libxfer-fake-cuda.so.1", &[]);
         assert_eq!(
-            prepare_with(&lib, driver.to_str().unwrap(), || true),
+            prepare_with(
+                &lib,
+                driver.to_str().unwrap(),
+                Order::LibrariesFirst,
+                || true
+            ),
             Ok(())
         );
     }
@@ -276,14 +322,37 @@ mod tests {
         let cudnn = nvidia.join("cudnn/lib/libcudnn.so.9");
         fake_lib(&cudnn, "libcudnn.so.9", &[&gone]);
         std::fs::remove_file(&gone).unwrap();
-        let r = prepare_with(&lib, "libxfer-no-such-driver.so.1", || true);
+        // `--device auto` asks for the driver first and stops there, the
+        // broken library untouched.
+        let r = prepare_with(
+            &lib,
+            "libxfer-no-such-driver.so.1",
+            Order::DriverFirst,
+            || true,
+        );
+        assert!(
+            matches!(&r, Err(Unavailable::Failed(m))
+                if m.starts_with("the NVIDIA driver") && !m.contains("loaded from")),
+            "{r:?}"
+        );
+        let r = prepare_with(
+            &lib,
+            "libxfer-no-such-driver.so.1",
+            Order::LibrariesFirst,
+            || true,
+        );
         assert!(
             matches!(&r, Err(Unavailable::Failed(m))
                 if m.starts_with("cannot load ") && m.contains("libcudnn.so.9") && m.contains("libxfer-gone.so.7")),
             "{r:?}"
         );
         std::fs::remove_file(nvidia.join("cu13/lib/libcublas.so.13")).unwrap();
-        let r = prepare_with(&lib, "libxfer-no-such-driver.so.1", || true);
+        let r = prepare_with(
+            &lib,
+            "libxfer-no-such-driver.so.1",
+            Order::LibrariesFirst,
+            || true,
+        );
         assert!(
             matches!(&r, Err(Unavailable::Failed(m))
                 if m.contains("libcublas.so.13 is missing") && m.contains("make setup ORT=gpu")),

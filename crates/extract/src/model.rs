@@ -35,7 +35,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
-use crate::cuda::{self, Unavailable};
+use crate::cuda::{self, Order, Unavailable};
 use crate::pixels::Preprocess;
 use crate::{runtime, Error, Result};
 
@@ -318,7 +318,11 @@ fn cuda_session(
     path: &Path,
 ) -> std::result::Result<Session, Unavailable> {
     let lib = runtime::loaded_path().map_err(|e| Unavailable::Failed(e.to_string()))?;
-    cuda::prepare(&lib)?;
+    let order = match opts.device {
+        Device::Cuda => Order::LibrariesFirst,
+        Device::Auto | Device::Cpu => Order::DriverFirst,
+    };
+    cuda::prepare(&lib, order)?;
     let failed = |e: &dyn fmt::Display| Unavailable::Failed(first_line(&e.to_string()));
     let cuda = ort::ep::CUDA::default().build().error_on_failure();
     let b = builder(env, opts).map_err(|e| failed(&e))?;
