@@ -279,15 +279,7 @@ mod tests {
     fn every_cuda_library_loads_and_the_missing_driver_is_named() {
         let tmp = tempfile::tempdir().unwrap();
         let lib = fake_gpu_dir(tmp.path());
-        let r = prepare_with(
-            &lib,
-            "libxfer-no-such-driver.so.1",
-            Order::LibrariesFirst,
-            || true,
-        );
-        let Err(Unavailable::Failed(m)) = r else {
-            panic!("expected the driver to be missing: {r:?}")
-        };
+        let m = failure(&lib, Order::LibrariesFirst);
         assert!(
             m.starts_with("the NVIDIA driver (libxfer-no-such-driver.so.1) is missing")
                 && m.contains("is missing: cannot open shared object file")
@@ -311,6 +303,15 @@ mod tests {
         );
     }
 
+    /// The reason [`prepare_with`] gives on this machine's missing driver
+    /// (a name no machine has) for a CUDA build at `lib`.
+    fn failure(lib: &Path, order: Order) -> String {
+        match prepare_with(lib, "libxfer-no-such-driver.so.1", order, || true) {
+            Err(Unavailable::Failed(m)) => m,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_missing_or_unloadable_cuda_library_is_named() {
         let tmp = tempfile::tempdir().unwrap();
@@ -324,39 +325,23 @@ mod tests {
         std::fs::remove_file(&gone).unwrap();
         // `--device auto` asks for the driver first and stops there, the
         // broken library untouched.
-        let r = prepare_with(
-            &lib,
-            "libxfer-no-such-driver.so.1",
-            Order::DriverFirst,
-            || true,
-        );
+        let m = failure(&lib, Order::DriverFirst);
         assert!(
-            matches!(&r, Err(Unavailable::Failed(m))
-                if m.starts_with("the NVIDIA driver") && !m.contains("loaded from")),
-            "{r:?}"
+            m.starts_with("the NVIDIA driver") && !m.contains("loaded from"),
+            "{m}"
         );
-        let r = prepare_with(
-            &lib,
-            "libxfer-no-such-driver.so.1",
-            Order::LibrariesFirst,
-            || true,
-        );
+        let m = failure(&lib, Order::LibrariesFirst);
         assert!(
-            matches!(&r, Err(Unavailable::Failed(m))
-                if m.starts_with("cannot load ") && m.contains("libcudnn.so.9") && m.contains("libxfer-gone.so.7")),
-            "{r:?}"
+            m.starts_with("cannot load ")
+                && m.contains("libcudnn.so.9")
+                && m.contains("libxfer-gone.so.7"),
+            "{m}"
         );
         std::fs::remove_file(nvidia.join("cu13/lib/libcublas.so.13")).unwrap();
-        let r = prepare_with(
-            &lib,
-            "libxfer-no-such-driver.so.1",
-            Order::LibrariesFirst,
-            || true,
-        );
+        let m = failure(&lib, Order::LibrariesFirst);
         assert!(
-            matches!(&r, Err(Unavailable::Failed(m))
-                if m.contains("libcublas.so.13 is missing") && m.contains("make setup ORT=gpu")),
-            "{r:?}"
+            m.contains("libcublas.so.13 is missing") && m.contains("make setup ORT=gpu"),
+            "{m}"
         );
     }
 
