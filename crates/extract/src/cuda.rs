@@ -17,9 +17,10 @@
 //! without a GPU says exactly that, in one line: after every CUDA library
 //! for `--device cuda` (so that the message also proves the rest in place),
 //! before them for `--device auto` (so that a GPU build on a GPU-less
-//! machine costs one failed `dlopen`, not a second of mapping CUDA). A CPU build of ONNX
-//! Runtime is told apart from a broken CUDA one, so that `--device auto`
-//! stays quiet on a CPU-only install ([`Unavailable::CpuBuild`]).
+//! machine costs one failed `dlopen`, not a second of mapping CUDA). A CPU
+//! build of ONNX Runtime is told apart from a broken CUDA one, so that
+//! `--device auto` stays quiet on a CPU-only install
+//! ([`Unavailable::CpuBuild`]).
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
