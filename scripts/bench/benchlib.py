@@ -113,6 +113,18 @@ def ort_session(model, threads, provider="cpu", spin=True):
     return sess, meta
 
 
+def ort_pin(package):
+    """The version scripts/ort-pins.txt pins for PACKAGE (onnxruntime,
+    onnxruntime-gpu, nvidia-...): the one place every ONNX Runtime version is."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ort-pins.txt")
+    with open(path) as f:
+        for line in f:
+            name, sep, version = line.strip().partition("==")
+            if sep and name == package:
+                return version
+    raise KeyError(f"{path} pins no {package}")
+
+
 def link_or_copy(src, dst):
     """A hard link when DATA and the temp folder share a file system, else a
     copy: either way a real file, never a symlink that a walker which does

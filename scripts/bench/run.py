@@ -158,7 +158,8 @@ class Bench:
                 self.results = json.load(f)
         self.env = dict(os.environ)
         self.env.setdefault("XDG_CACHE_HOME", os.path.abspath(os.path.join(self.work, "cache")))
-        self.env.setdefault("ORT_DYLIB_PATH", os.path.join(ROOT, ".ort/cpu-1.32.0/libonnxruntime.so"))
+        self.env.setdefault("ORT_DYLIB_PATH", os.path.join(
+            ROOT, f".ort/cpu-{benchlib.ort_pin('onnxruntime')}/libonnxruntime.so"))
         self.env["KERAS_BACKEND"] = "jax"
         self.env["JAX_PLATFORMS"] = "cpu"
         self.env["PYTHONDONTWRITEBYTECODE"] = "1"

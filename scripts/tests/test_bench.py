@@ -184,6 +184,14 @@ class DriverEndToEnd(unittest.TestCase):
             np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-6)
 
 
+class Pins(unittest.TestCase):
+    def test_the_pins_file_gives_each_wheel_its_version(self):
+        self.assertRegex(benchlib.ort_pin("onnxruntime"), r"^\d+\.\d+\.\d+$")
+        self.assertRegex(benchlib.ort_pin("onnxruntime-gpu"), r"^\d+\.\d+\.\d+$")
+        with self.assertRaises(KeyError):
+            benchlib.ort_pin("onnxruntime-directml")
+
+
 class GpuAgainstCpu(unittest.TestCase):
     """run.compare_features, which holds gpu.sh's CUDA vectors to the CPU's."""
 
