@@ -53,6 +53,9 @@ class KubernetesJob(unittest.TestCase):
         m = re.fullmatch(r"\$\(JOB_COMPLETION_INDEX\)/(\d+)", shard)
         self.assertIsNotNone(m, shard)
         self.assertEqual(int(m.group(1)), spec["completions"])
+        env = {e["name"]: e for e in self.container["env"]}
+        self.assertEqual(env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"],
+                         "metadata.annotations['batch.kubernetes.io/job-completion-index']")
         mounts = {v["mountPath"] for v in self.container["volumeMounts"]}
         self.assertIn(self.container["workingDir"], mounts, "paths are relative to the shared volume")
 
