@@ -34,6 +34,12 @@ ORT_PKG     := $(if $(filter gpu,$(ORT)),onnxruntime-gpu,onnxruntime)
 ifeq ($(origin ORT_VERSION),undefined)
 ORT_VERSION := $(shell sed -n 's/^$(ORT_PKG)==//p' $(ORT_PINS))
 endif
+ifeq ($(filter cpu gpu,$(ORT)),)
+$(error ORT=$(ORT): ORT is cpu or gpu)
+endif
+ifeq ($(ORT_VERSION),)
+$(error $(ORT_PINS) pins no $(ORT_PKG))
+endif
 ORT_WHEELS  := $(ORT_PKG)==$(ORT_VERSION) \
                $(if $(filter gpu,$(ORT)),$(shell sed -n 's/^\(nvidia-[^ ]*==[^ ]*\).*/\1/p' $(ORT_PINS)))
 ORT_DIR     := .ort/$(ORT)-$(ORT_VERSION)
