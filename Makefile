@@ -46,11 +46,28 @@ STEM         = $(basename $(notdir $(MODEL)))
 FEATURES    ?= features/$(STEM)-$(SIZE)
 RUN         ?= runs/$(STEM)-$(SIZE)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
 
-# ONNX Runtime comes from the pinned PyPI wheel (ORT=gpu: onnxruntime-gpu,
-# built for CUDA 13); only its shared library is kept, under .ort/.
+# ONNX Runtime comes from PyPI wheels pinned in scripts/ort-pins.txt, the one
+# place for the CPU wheel (onnxruntime), the GPU wheel (ORT=gpu:
+# onnxruntime-gpu, built for CUDA 13) and the CUDA 13 runtime wheels the GPU
+# one's `cuda` and `cudnn` extras name. Only shared libraries are kept, under
+# .ort/<cpu|gpu>-<version>/ (the CUDA ones in nvidia/, as pip lays them out),
+# where xfer loads them by absolute path: no LD_LIBRARY_PATH. The NVIDIA
+# driver is the one thing not fetched. A bumped nvidia-* pin with the same
+# onnxruntime-gpu version: remove .ort/gpu-* to fetch again.
 ORT         ?= cpu
-ORT_VERSION ?= 1.32.0
+ORT_PINS    := scripts/ort-pins.txt
 ORT_PKG     := $(if $(filter gpu,$(ORT)),onnxruntime-gpu,onnxruntime)
+ifeq ($(origin ORT_VERSION),undefined)
+ORT_VERSION := $(shell sed -n 's/^$(ORT_PKG)==//p' $(ORT_PINS))
+endif
+ifeq ($(filter cpu gpu,$(ORT)),)
+$(error ORT=$(ORT): ORT is cpu or gpu)
+endif
+ifeq ($(ORT_VERSION),)
+$(error $(ORT_PINS) pins no $(ORT_PKG))
+endif
+ORT_WHEELS  := $(ORT_PKG)==$(ORT_VERSION) \
+               $(if $(filter gpu,$(ORT)),$(shell sed -n 's/^\(nvidia-[^ ]*==[^ ]*\).*/\1/p' $(ORT_PINS)))
 ORT_DIR     := .ort/$(ORT)-$(ORT_VERSION)
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so
 export ORT_DYLIB_PATH ?= $(abspath $(ORT_LIB))
@@ -65,21 +82,24 @@ CARGO       ?= cargo
 # Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
-.PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
-        check-pixels report clean study-lite0 study-augment check-augment
+.PHONY: help setup ort features train model test lint fmt bench check-export check-lite0 check-train \
+        check-pixels report clean study-lite0 study-augment check-augment check-gpu-libs check-slurm
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(ORT_LIB) $(VENV)/.done $(XFER) ## fetch ONNX Runtime, make the venv, build xfer
+setup: $(ORT_LIB) $(VENV)/.done $(XFER) ## fetch ONNX Runtime (ORT=cpu|gpu), make the venv, build xfer
+
+ort: $(ORT_LIB) ## fetch the pinned ONNX Runtime only (ORT=gpu: with the CUDA 13 runtime wheels, over 1 GB)
 
 $(ORT_LIB):
-	mkdir -p $(ORT_DIR)/wheel
+	rm -rf $(ORT_DIR)/wheel && mkdir -p $(ORT_DIR)/wheel
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
-	    $(ORT_PKG)==$(ORT_VERSION) -d $(ORT_DIR)/wheel
+	    $(ORT_WHEELS) -d $(ORT_DIR)/wheel
 	$(PYTHON) scripts/unpack_ort.py $(ORT_DIR)/wheel $(ORT_DIR)
+	rm -rf $(ORT_DIR)/wheel
 
-$(VENV)/.done: scripts/requirements.txt scripts/requirements-dev.txt
+$(VENV)/.done: scripts/requirements.txt scripts/requirements-dev.txt $(ORT_PINS)
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r scripts/requirements-dev.txt
@@ -163,6 +183,13 @@ check-train: $(KERAS_VENV)/.done $(XFER) ## prove xfer train's history equal to 
 	@# the real width: halved batches and the widest kernels run (lr 0.1 is chaotic at
 	@# 2048 inputs, losses in the hundreds, so rounding alone moves its history)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_train.py --xfer $(XFER) --dim 2048 --lr 0.001,0.01
+
+check-gpu-libs: $(VENV)/.done $(XFER) ## opt-in, over 1 GB: GPU pins fetchable, CUDA libraries of .ort/gpu-* resolve but the driver's, xfer names the missing driver
+	$(MAKE) ort ORT=gpu
+	PYTHON=$(PYTHON) XFER=$(XFER) VPY=$(VPY) scripts/check_gpu_libs.sh
+
+check-slurm: $(VENV)/.done $(XFER) ## scripts/slurm/extract.sbatch unchanged on a one-node Slurm (root; apt-get install -y slurm-wlm munge): 3 shards, then train, equal to unsharded
+	XFER=$(XFER) VPY=$(VPY) scripts/slurm/check.sh
 
 clean: ## remove build outputs and venvs (keeps models/, features/, runs/)
 	$(CARGO) clean

@@ -574,49 +574,6 @@ fn layout_model_and_runtime_errors_are_clear() {
 }
 
 #[test]
-fn device_choice_is_reported() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    dataset(&data, &["train"], &["a"], 1);
-    let model = tiny_model(8, 0);
-    let cuda_lib = ort_lib()
-        .with_file_name("libonnxruntime_providers_cuda.so")
-        .exists();
-    let run = |device: &str| {
-        let o = xfer(tmp.path())
-            .args(["extract", "--size", SIZE, "--device", device])
-            .arg("--data")
-            .arg(&data)
-            .arg("--model")
-            .arg(&model)
-            .arg("--out")
-            .arg(tmp.path().join(device))
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
-    let (code, err) = run("auto");
-    assert_eq!(code, Some(0), "{err}");
-    if cuda_lib {
-        eprintln!("SKIPPED: a GPU build of ONNX Runtime is in use; CPU fallback not checked");
-        return;
-    }
-    assert!(
-        err.contains("running on CPU") && err.contains("provider CPU"),
-        "{err}"
-    );
-    let (code, err) = run("cuda");
-    assert_eq!(code, Some(2));
-    assert!(
-        err.contains("--device cuda") && err.contains("CUDA"),
-        "{err}"
-    );
-}
-
-#[test]
 fn synthetic_formats_equal_pil() {
     let out = check_pixels(&[
         "--xfer",

@@ -4,6 +4,7 @@ mod util;
 
 mod augment;
 mod cli;
+mod device;
 mod extract;
 mod predict;
 mod train;

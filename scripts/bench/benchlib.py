@@ -99,6 +99,9 @@ def ort_session(model, threads, provider="cpu", spin=True):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if provider == "cuda":
+        if hasattr(ort, "preload_dlls"):
+            # the CUDA 13 wheels in site-packages/nvidia, as xfer loads them
+            ort.preload_dlls()
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise ValueError("this onnxruntime has no CUDAExecutionProvider (available: "
                              + ", ".join(ort.get_available_providers()) + ")")
@@ -108,6 +111,18 @@ def ort_session(model, threads, provider="cpu", spin=True):
         raise ValueError("onnxruntime could not start the CUDA provider")
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     return sess, meta
+
+
+def ort_pin(package):
+    """The version scripts/ort-pins.txt pins for PACKAGE (onnxruntime,
+    onnxruntime-gpu, nvidia-...): the one place every ONNX Runtime version is."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ort-pins.txt")
+    with open(path) as f:
+        for line in f:
+            name, sep, version = line.strip().partition("==")
+            if sep and name == package:
+                return version
+    raise KeyError(f"{path} pins no {package}")
 
 
 def link_or_copy(src, dst):

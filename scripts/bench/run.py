@@ -59,6 +59,42 @@ def parse_xfer_extract(text):
             "provider": prov.group(1) if prov else None}
 
 
+GPU_SIZES = (150, 299)
+GPU_BATCHES = (32, 64, 128, 256)
+GPU_TOL = 1e-4  # CUDA vectors against the CPU's, relative (the tolerance check_export holds)
+
+
+def compare_features(got_dir, ref_dir):
+    """{max_rel, max_img_rel, rows}: max |got - ref| / max |ref| over every
+    vector of REF_DIR's split files, and the worst single image's ratio;
+    {error} when the files do not hold the same paths in the same order."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    def load(path):
+        t = pq.read_table(path, columns=["path", "features"])
+        col = t.column("features").combine_chunks()
+        return t.column("path").to_pylist(), col.flatten().to_numpy().astype(np.float64).reshape(len(t), -1)
+
+    diff_max = ref_max = img_rel = 0.0
+    rows = 0
+    refs = sorted(f for f in os.listdir(ref_dir) if f.endswith(".parquet"))
+    if not refs:
+        return {"error": f"no feature files in {rel(ref_dir)}"}
+    for name in refs:
+        got_path = os.path.join(got_dir, name)
+        if not os.path.exists(got_path):
+            return {"error": f"{rel(got_path)} missing"}
+        (rp, rv), (gp, gv) = load(os.path.join(ref_dir, name)), load(got_path)
+        if rp != gp:
+            return {"error": f"{name}: other paths or order than the CPU run"}
+        d = np.abs(gv - rv)
+        diff_max, ref_max = max(diff_max, d.max()), max(ref_max, np.abs(rv).max())
+        img_rel = max(img_rel, (d.max(axis=1) / np.maximum(np.abs(rv).max(axis=1), 1e-30)).max())
+        rows += len(rp)
+    return {"max_rel": diff_max / ref_max if ref_max else 0.0, "max_img_rel": img_rel, "rows": rows}
+
+
 def rel(path):
     """PATH relative to the repository root when inside it (commands in
     BENCHMARKS.md are run from the root), else as given."""
@@ -122,7 +158,8 @@ class Bench:
                 self.results = json.load(f)
         self.env = dict(os.environ)
         self.env.setdefault("XDG_CACHE_HOME", os.path.abspath(os.path.join(self.work, "cache")))
-        self.env.setdefault("ORT_DYLIB_PATH", os.path.join(ROOT, ".ort/cpu-1.32.0/libonnxruntime.so"))
+        self.env.setdefault("ORT_DYLIB_PATH", os.path.join(
+            ROOT, f".ort/cpu-{benchlib.ort_pin('onnxruntime')}/libonnxruntime.so"))
         self.env["KERAS_BACKEND"] = "jax"
         self.env["JAX_PLATFORMS"] = "cpu"
         self.env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -472,10 +509,13 @@ class Bench:
         self.run_table(specs)
 
     def part_gpu(self):
-        """Section 6: CUDA images/s at 150 and 299, batch 32 and 256, end to
-        end (`xfer extract --device cuda`) and ONNX Runtime alone on the same
-        batches decoded (Python onnxruntime with the CUDA provider, when this
-        venv has it). Run through scripts/bench/gpu.sh."""
+        """Section 6: CUDA images/s at 150 and 299, batch 32 to 256, end to
+        end (`xfer extract --device cuda`, decoding overlapped on all cores)
+        and ONNX Runtime alone on the same batches decoded (Python
+        onnxruntime-gpu, when the --python venv has it); then each CUDA
+        output against a CPU run of the same data and size (not timed): the
+        vectors must agree within GPU_TOL relative. Run through
+        scripts/bench/gpu.sh."""
         n = len(benchlib.list_images(self.data))
         try:
             gpu = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
@@ -488,9 +528,9 @@ class Bench:
         py_cuda = probe.stdout.strip() == "True"
         why_xfer = self.xfer_ready("extract", ["--device"])
         specs = []
-        for size in (150, 299):
+        for size in GPU_SIZES:
             npy = self.predecoded(size) if py_cuda else None
-            for batch in (32, 256):
+            for batch in GPU_BATCHES:
                 key = f"gpu.s{size}b{batch}"
                 if why_xfer:
                     self.skip(key + ".xfer", "xfer extract --device cuda", why_xfer, images=n)
@@ -504,7 +544,7 @@ class Bench:
                 if not py_cuda:
                     self.skip(key + ".ort", "ORT alone, CUDA",
                               f"{rel(self.a.python)}'s onnxruntime has no CUDA provider "
-                              "(pip install onnxruntime-gpu==1.32.0 into a venv and pass --python)",
+                              "(scripts/bench/gpu.sh makes .venv-gpu with the pinned onnxruntime-gpu)",
                               images=n)
                 else:
                     specs.append(dict(key=key + ".ort", images=n, size=size, batch=batch, json=True,
@@ -513,7 +553,21 @@ class Bench:
                                             "--input", rel(npy), "--model", rel(self.model),
                                             "--batch-size", str(batch), "--threads",
                                             str(self.a.threads), "--provider", "cuda"]))
-        self.run_table(specs)
+        rows = self.run_table(specs)
+        for size in GPU_SIZES:
+            done = [b for b in GPU_BATCHES if rows.get(f"gpu.s{size}b{b}.xfer", {}).get("runs")]
+            if not done:
+                continue
+            ref = self.path("out", f"gpu-cpu-{size}")
+            self.log(f"CPU reference at {size} into {rel(ref)} (not timed)")
+            subprocess.run(self.extract_argv(self.data, ref, size=size, device="cpu"),
+                           check=True, env=self.env, cwd=ROOT)
+            for b in done:
+                row = rows[f"gpu.s{size}b{b}.xfer"]
+                row["vs_cpu"] = compare_features(self.path("out", f"gpu-{size}-{b}"), ref)
+                self.log(f"gpu.s{size}b{b}: vs CPU {row['vs_cpu']}")
+                self.results["rows"][row["key"]] = row
+        self.save()
 
     # ---- meta ---------------------------------------------------------------
     def record_meta(self):
@@ -666,7 +720,9 @@ class Report:
         if row is None:
             return "not run"
         if row.get("error"):
-            first = row["error"].strip().splitlines()[0] if row["error"].strip() else "failed"
+            lines = row["error"].strip().splitlines() or ["failed"]
+            # the tool's own one-line reason, where hyperfine's words come first
+            first = next((ln for ln in lines if ln.startswith(("xfer: error:", "ort_alone:"))), lines[0])
             first = first.replace("|", "\\|")
             return "not measured: " + (first[:200] + "..." if len(first) > 200 else first)
         return None
@@ -1170,31 +1226,36 @@ class Report:
     def gpu(self):
         self.w("## 6. GPU")
         self.w()
-        keys = [f"gpu.s{size}b{batch}" for size in (150, 299) for batch in (32, 256)]
+        keys = [f"gpu.s{size}b{batch}" for size in GPU_SIZES for batch in GPU_BATCHES]
         if not any(self.row(k + ".xfer") or self.row(k + ".ort") for k in keys):
             self.w("**No GPU measured.** This machine has no GPU and no GPU machine was available "
-                   "to this task. `scripts/bench/gpu.sh` is the prepared measurement: on a CUDA "
-                   "machine it times `xfer extract --device cuda` at 150 and 299, batch 32 and "
-                   "256, reads xfer's own split of the time (ONNX Runtime busy vs the rest: "
-                   "decoding, hashing, writing), times ONNX Runtime alone on the same batches "
-                   "decoded when the Python venv has onnxruntime-gpu, records why when the CUDA "
-                   "provider cannot load, and re-renders this file.")
+                   "to this task. CUDA is provisioned (`make setup ORT=gpu`: onnxruntime-gpu and "
+                   "the CUDA 13 wheels pinned in scripts/ort-pins.txt) and checked up to the NVIDIA "
+                   "driver (`make check-gpu-libs`), not measured. `scripts/bench/gpu.sh` is the "
+                   "prepared measurement: on a CUDA machine it times `xfer extract --device cuda` "
+                   f"at {' and '.join(map(str, GPU_SIZES))}, batch "
+                   f"{', '.join(map(str, GPU_BATCHES))}, reads xfer's own split of the time (ONNX "
+                   "Runtime busy vs the rest: decoding, hashing, writing), times ONNX Runtime alone "
+                   "on the same batches decoded (Python onnxruntime-gpu), compares every CUDA "
+                   f"output with a CPU run (tolerance {GPU_TOL:g} relative), records why when the "
+                   "CUDA provider cannot load, and re-renders this file.")
             self.w()
             return
         g = self.res.get("gpu_meta", {})
         self.w(f"Measured by `scripts/bench/gpu.sh` on {g.get('gpu') or '?'} "
                f"({g.get('cpu', '?')}, {g.get('cores', '?')} cores), median of "
-               f"{g.get('runs', '?')} runs, {self.meta.get('images', '?')} images.")
+               f"{g.get('runs', '?')} runs, {g.get('images', self.meta.get('images', '?'))} images.")
         self.w()
         self.w("| size | batch | provider | `xfer extract` images/s | ORT busy (xfer's timer) | "
-               "ORT alone images/s | decode etc. share | cmd |")
-        self.w("| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
+               "ORT alone images/s | decode etc. share | vs CPU: max rel, per image | cmd |")
+        self.w("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+        worst = None
         for k in keys:
             x, o = self.row(k + ".xfer"), self.row(k + ".ort")
             size, batch = (x or o or {}).get("size", "?"), (x or o or {}).get("batch", "?")
             st = self.status(k + ".xfer")
             if st:
-                self.w(f"| {size} | {batch} | {st} | | | | | |")
+                self.w(f"| {size} | {batch} | {st} | | | | | | |")
                 continue
             secs = med(x)
             reps = x.get("xfer_report") or []
@@ -1203,13 +1264,24 @@ class Report:
             infer = imed(o, "infer_s")
             ort_ips = f"{o['images'] / infer:.1f}" if infer else (self.status(k + ".ort") or "n/a")
             share = f"{1 - busy / 100:.0%}" if busy is not None else "n/a"
+            vs = x.get("vs_cpu") or {}
+            if "max_img_rel" in vs:
+                cmp = f"{vs['max_rel']:.1e}, {vs['max_img_rel']:.1e}"
+                worst = max(worst or 0.0, vs["max_img_rel"])
+            else:
+                cmp = vs.get("error", "n/a")
             self.w(f"| {size} | {batch} | {prov} | {x['images'] / secs:.1f} | "
-                   f"{'n/a' if busy is None else f'{busy:.0f}%'} | {ort_ips} | {share} | "
+                   f"{'n/a' if busy is None else f'{busy:.0f}%'} | {ort_ips} | {share} | {cmp} | "
                    f"{self.ref(k + '.xfer')} {self.ref(k + '.ort')} |")
         self.flush_cmds()
         self.w("- Decode etc. share = 1 - ONNX Runtime busy: the part of xfer's encoding time "
                "during which the model was not running (decoding, resizing, hashing, writing "
                "not hidden behind inference).")
+        if worst is not None:
+            self.w(f"- vs CPU: max |cuda - cpu| / max |cpu| over all vectors, then the worst image's "
+                   f"own ratio, against `xfer extract --device cpu` of the same data and size; "
+                   f"tolerance {GPU_TOL:g}: {'met' if worst <= GPU_TOL else 'NOT met'} "
+                   f"(worst {worst:.1e}).")
         self.w()
 
 

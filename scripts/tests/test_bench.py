@@ -184,5 +184,40 @@ class DriverEndToEnd(unittest.TestCase):
             np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-6)
 
 
+class Pins(unittest.TestCase):
+    def test_the_pins_file_gives_each_wheel_its_version(self):
+        self.assertRegex(benchlib.ort_pin("onnxruntime"), r"^\d+\.\d+\.\d+$")
+        self.assertRegex(benchlib.ort_pin("onnxruntime-gpu"), r"^\d+\.\d+\.\d+$")
+        with self.assertRaises(KeyError):
+            benchlib.ort_pin("onnxruntime-directml")
+
+
+class GpuAgainstCpu(unittest.TestCase):
+    """run.compare_features, which holds gpu.sh's CUDA vectors to the CPU's."""
+
+    def write(self, folder, name, paths, vectors):
+        import pyarrow as pa
+        os.makedirs(folder, exist_ok=True)
+        flat = pa.array(np.asarray(vectors, dtype=np.float32).ravel())
+        feats = pa.FixedSizeListArray.from_arrays(flat, len(vectors[0]))
+        pq.write_table(pa.table({"path": paths, "features": feats}), os.path.join(folder, name))
+
+    def test_relative_errors_overall_and_per_image(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            cpu, gpu = os.path.join(tmp, "cpu"), os.path.join(tmp, "gpu")
+            self.write(cpu, "train.parquet", ["a", "b"], [[10.0, -20.0], [0.5, 0.25]])
+            self.write(gpu, "train.parquet", ["a", "b"], [[10.0, -20.002], [0.5, 0.2505]])
+            r = run.compare_features(gpu, cpu)
+            self.assertEqual(r["rows"], 2)
+            self.assertAlmostEqual(r["max_rel"], 0.002 / 20, places=6)
+            self.assertAlmostEqual(r["max_img_rel"], 0.0005 / 0.5, places=5)
+            self.write(gpu, "train.parquet", ["b", "a"], [[0.5, 0.25], [10.0, -20.0]])
+            self.assertIn("order", run.compare_features(gpu, cpu)["error"])
+            self.write(gpu, "train.parquet", ["a", "b"], [[10.0, -20.0], [0.5, 0.25]])
+            self.assertEqual(run.compare_features(gpu, cpu)["max_rel"], 0.0)
+            self.write(cpu, "validation.parquet", ["c"], [[1.0, 1.0]])
+            self.assertIn("missing", run.compare_features(gpu, cpu)["error"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -23,6 +23,7 @@ mod args;
 mod augment;
 mod cache;
 mod config;
+mod cuda;
 mod decode;
 mod error;
 mod lazy;

@@ -9,10 +9,14 @@
 //! batch. Users never pass these facts by hand.
 //!
 //! Execution provider: [`Device::Cpu`] builds a CPU session;
-//! [`Device::Cuda`] registers the CUDA provider with `error_on_failure()`
-//! (ONNX Runtime otherwise falls back to CPU silently) and fails if it
-//! cannot load; [`Device::Auto`] tries CUDA the same way and, on failure,
-//! builds a CPU session and records why in [`BaseModel::fallback`].
+//! [`Device::Cuda`] first loads the CUDA libraries the provider needs
+//! (`cuda.rs`: from `.ort/gpu-*`, then the NVIDIA driver), registers the
+//! provider with `error_on_failure()` (ONNX Runtime otherwise falls back to
+//! CPU silently) and fails, in one line, if any step does; [`Device::Auto`]
+//! tries CUDA the same way and, on failure, builds a CPU session. It records
+//! why in [`BaseModel::fallback`] only when there was something to try: on
+//! a CPU build of ONNX Runtime, CPU is simply what runs, and the summary
+//! line names it.
 //!
 //! ```no_run
 //! use xfer_extract::model::{BaseModel, Device, SessionOptions};
@@ -31,6 +35,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
+use crate::cuda::{self, Order, Unavailable};
 use crate::pixels::Preprocess;
 use crate::{onnx_meta, runtime, Error, Result};
 
@@ -182,13 +187,14 @@ impl BaseModel {
         let (session, provider, fallback) = match opts.device {
             Device::Cpu => (cpu()?, Provider::Cpu, None),
             Device::Cuda => (
-                cuda_session(&env, opts, path).map_err(Error::Cuda)?,
+                cuda_session(&env, opts, path).map_err(|u| Error::Cuda(u.into_reason()))?,
                 Provider::Cuda,
                 None,
             ),
             Device::Auto => match cuda_session(&env, opts, path) {
                 Ok(s) => (s, Provider::Cuda, None),
-                Err(why) => (cpu()?, Provider::Cpu, Some(why)),
+                Err(Unavailable::CpuBuild(_)) => (cpu()?, Provider::Cpu, None),
+                Err(Unavailable::Failed(why)) => (cpu()?, Provider::Cpu, Some(why)),
             },
         };
         info.fixed_side = check_graph(&session, path, &info)?;
@@ -211,7 +217,8 @@ impl BaseModel {
         self.provider
     }
 
-    /// With `--device auto` on CPU: why CUDA was not used.
+    /// With `--device auto` on CPU although ONNX Runtime is a CUDA build:
+    /// why CUDA was not used (e.g. no NVIDIA driver). `None` on a CPU build.
     pub fn fallback(&self) -> Option<&str> {
         self.fallback.as_deref()
     }
@@ -303,19 +310,26 @@ fn builder(
     Ok(b)
 }
 
-/// A session with the CUDA provider registered strictly, or why not.
+/// A session with the CUDA provider registered strictly, or why not: the
+/// CUDA libraries are loaded first ([`cuda::prepare`]), so that a missing
+/// one, or the missing driver, is named rather than reported as whatever
+/// ONNX Runtime's own attempt runs into.
 fn cuda_session(
     env: &ort::environment::Environment,
     opts: &SessionOptions,
     path: &Path,
-) -> std::result::Result<Session, String> {
+) -> std::result::Result<Session, Unavailable> {
+    let lib = runtime::loaded_path().map_err(|e| Unavailable::Failed(e.to_string()))?;
+    let order = match opts.device {
+        Device::Cuda => Order::LibrariesFirst,
+        Device::Auto | Device::Cpu => Order::DriverFirst,
+    };
+    cuda::prepare(&lib, order)?;
+    let failed = |e: &dyn fmt::Display| Unavailable::Failed(first_line(&e.to_string()));
     let cuda = ort::ep::CUDA::default().build().error_on_failure();
-    let b = builder(env, opts).map_err(|e| e.to_string())?;
-    let mut b = b
-        .with_execution_providers([cuda])
-        .map_err(|e| first_line(&e.to_string()))?;
-    b.commit_from_file(path)
-        .map_err(|e| first_line(&e.to_string()))
+    let b = builder(env, opts).map_err(|e| failed(&e))?;
+    let mut b = b.with_execution_providers([cuda]).map_err(|e| failed(&e))?;
+    b.commit_from_file(path).map_err(|e| failed(&e))
 }
 
 fn first_line(s: &str) -> String {

@@ -13,13 +13,19 @@
 //!    `target/{debug,release}/xfer` finds the repository's copy).
 //!
 //! Within one `.ort` folder a GPU build (`gpu-*`) is preferred to a CPU one:
-//! it runs on CPU too, and `--device auto` can then use CUDA.
+//! it runs on CPU too, and `--device auto` can then use CUDA. The CUDA
+//! libraries a GPU build needs are loaded later, only when CUDA is tried
+//! (`cuda.rs`).
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
 
 use crate::{Error, Result};
+
+/// The CUDA libraries loaded from `nvidia/` beside a GPU build before its
+/// CUDA provider, in load order (see `cuda.rs`).
+pub use crate::cuda::LIBRARIES as CUDA_LIBRARIES;
 
 /// The file name of the library on this platform.
 const LIB_NAME: &str = "libonnxruntime.so";
@@ -87,7 +93,25 @@ fn find_in(root: &Path) -> Option<PathBuf> {
     dirs.first().map(|d| d.join(LIB_NAME))
 }
 
-static ENV: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+type Loaded = std::result::Result<(Environment, PathBuf), String>;
+static ENV: OnceLock<Loaded> = OnceLock::new();
+
+fn load() -> Result<&'static (Environment, PathBuf)> {
+    ENV.get_or_init(|| {
+        let path = library_path().map_err(|e| match e {
+            Error::Runtime(m) => m,
+            other => other.to_string(),
+        })?;
+        let builder = ort::init_from(&path).map_err(|e| describe(&path, &e))?;
+        let env = builder
+            .with_name("xfer")
+            .build()
+            .map_err(|e| format!("{}: cannot start: {e}", path.display()))?;
+        Ok((env, path))
+    })
+    .as_ref()
+    .map_err(|m| Error::Runtime(m.clone()))
+}
 
 /// Loads ONNX Runtime (once) and returns the process's environment.
 ///
@@ -95,19 +119,15 @@ static ENV: OnceLock<std::result::Result<Environment, String>> = OnceLock::new()
 /// [`Error::Runtime`], one line naming the library and the fix, when the
 /// library is missing, not an ONNX Runtime, or older than 1.20.
 pub fn init() -> Result<Environment> {
-    ENV.get_or_init(|| {
-        let path = library_path().map_err(|e| match e {
-            Error::Runtime(m) => m,
-            other => other.to_string(),
-        })?;
-        let builder = ort::init_from(&path).map_err(|e| describe(&path, &e))?;
-        builder
-            .with_name("xfer")
-            .build()
-            .map_err(|e| format!("{}: cannot start: {e}", path.display()))
-    })
-    .clone()
-    .map_err(Error::Runtime)
+    load().map(|(env, _)| env.clone())
+}
+
+/// The library [`init`] loaded (loading it if need be).
+///
+/// # Errors
+/// Those of [`init`].
+pub fn loaded_path() -> Result<PathBuf> {
+    load().map(|(_, path)| path.clone())
 }
 
 fn describe(path: &Path, e: &ort::LoadDynamicError) -> String {
