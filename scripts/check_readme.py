@@ -14,9 +14,11 @@ for the package registry):
 Every other block (synopses with placeholders, online steps, Slurm) is left
 alone. The commands run one at a time, in the order the files list them, with
 bash in a scratch copy of the working tree (tracked and untracked files that
-git does not ignore, modification times kept, so make sees what is up to date);
-`.venv`, `.ort` and `target` are links to this checkout's, and `target/release`
-is first on PATH, so `xfer` is the binary built here. `../shared/clothing-dataset-small`,
+git does not ignore); `.venv`, `.ort` and `target` are links to this checkout's,
+and `target/release` is first on PATH, so `xfer` is the binary built here. The
+copied files are dated in the past, so make inside the copy takes the linked
+venv, ONNX Runtime and binary as up to date and never rebuilds them (`make
+check-readme` brings them up to date first, in the checkout itself). `../shared/clothing-dataset-small`,
 the Makefile's default DATA, is a small generated image set (3 classes, train and
 validation) beside the copy, so every example runs in seconds. The first command
 that fails stops the check with its output and the README line it came from;
@@ -39,6 +41,7 @@ MARK = "runnable"
 LINKED = (".venv", ".ort", "target")
 CLASSES = ("dress", "hat", "shoes")
 IMAGES = {"train": 6, "validation": 3}
+PAST = 946684800  # 2000-01-01: older than anything make in the copy compares with
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
@@ -119,6 +122,7 @@ def copy_tree(dest):
             continue
         os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
         shutil.copy2(src, os.path.join(dest, rel), follow_symlinks=False)
+        os.utime(os.path.join(dest, rel), (PAST, PAST), follow_symlinks=False)
     for name in LINKED:
         src = os.path.join(REPO, name)
         if os.path.exists(src):
