@@ -120,6 +120,15 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// Makes the renames in `dir` durable where the system can sync a folder
+/// (on Linux it can; elsewhere opening or syncing a folder may fail, and
+/// the rename is then as durable as the system makes it).
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
 /// Clears what killed runs into `out` left: their new folders are removed;
 /// an old folder is moved back to `out` when a run died between its two
 /// renames (`out` missing), else removed.
@@ -199,6 +208,7 @@ impl Staging {
             return Err(Error::io(&self.out, e));
         }
         self.committed = true;
+        sync_dir(parent(&self.out));
         if had_old {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
         }
