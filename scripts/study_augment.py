@@ -8,10 +8,12 @@ inputs of 150 and 299 pixels, the head trained on the plain vectors and with
 shear 10, zoom 0.1, horizontal flip), several training seeds per arm.
 
     scripts/study_augment.py --xfer target/release/xfer \\
-        --model models/efficientnet-lite0.onnx --data ../shared/clothing-dataset-small
+        --model models/efficientnet-lite0-imagenet.onnx --data ../shared/clothing-dataset-small
 
-Steps: (1) `xfer extract --augment K` per size into WORK/lite0-<size>/ (one
-folder per size: the sizes never share a cache; a rerun reuses everything);
+Steps: (1) `xfer extract --augment K` per size into FEATURES/<model stem>-<size>/,
+the folder `make features` uses for that model and size (one folder per size: the
+sizes never share a cache). Extraction is incremental, so the plain vectors `make
+features` made are reused and only the views are encoded; a rerun encodes nothing;
 (2) for each size x {plain, views} x seed, `xfer train` with the course's
 head (Dense(100, relu) -> Dropout(0.2) -> Dense(10)) and each learning rate;
 (3) a table of the best and the last-epoch val_accuracy per arm: mean,
@@ -55,6 +57,11 @@ def stats(values):
     }
 
 
+def features_dir(args, size):
+    """FEATURES/<model stem>-<size>: the folder `make features` extracts into."""
+    return Path(args.features) / f"{Path(args.model).stem}-{size}"
+
+
 def lr_name(lr):
     return f"lr{lr:g}" if lr >= 1e-5 else f"lr{lr:e}"
 
@@ -62,9 +69,11 @@ def lr_name(lr):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--xfer", default="target/release/xfer")
-    ap.add_argument("--model", default="models/efficientnet-lite0.onnx")
+    ap.add_argument("--model", default="models/efficientnet-lite0-imagenet.onnx",
+                    help="the base, as `make model BACKBONE=efficientnet-lite0` names it")
     ap.add_argument("--data", default="../shared/clothing-dataset-small")
-    ap.add_argument("--work", default="features/study", help="one features folder per size inside")
+    ap.add_argument("--features", default="features",
+                    help="where the features folders are, named <model stem>-<size> as by `make features`")
     ap.add_argument("--runs", default="runs/study-augment")
     ap.add_argument("--sizes", default="150,299")
     ap.add_argument("--views", type=int, default=3, help="K augmented views per training image")
@@ -88,7 +97,7 @@ def main():
     record = {"settings": vars(args), "extract": {}, "arms": {}, "commands": []}
 
     for size in sizes:
-        feats = Path(args.work) / f"lite0-{size}"
+        feats = features_dir(args, size)
         cmd = [args.xfer, "extract", "--data", args.data, "--model", args.model, "--out", str(feats),
                "--size", str(size), "--device", args.device, "--augment", str(args.views),
                "--seed", str(args.augment_seed), *args.augment_args.split()]
@@ -98,7 +107,7 @@ def main():
         print(f"extract {size}: {secs:.0f} s: {summary_line(err)}", flush=True)
 
     for size in sizes:
-        feats = Path(args.work) / f"lite0-{size}"
+        feats = features_dir(args, size)
         for views in (False, True):
             arm = f"{size}-{'views' if views else 'plain'}"
             per_lr = {lr_name(lr): {"best": [], "last": [], "best_epoch": []} for lr in lrs}

@@ -2,17 +2,20 @@
 """The accuracy study of issue 5: what EfficientNet-Lite0's real ImageNet weights
 buy on the clothing data set, measured entirely with `xfer`.
 
-  study_lite0.py [--data /work/shared/clothing-dataset-small] [--seeds 1,2,3]
+  study_lite0.py [--data ../shared/clothing-dataset-small] [--seeds 1,2,3]
                  [--runs runs/study-lite0] [--doc docs/accuracy-lite0.md]
                  [--report-only]
 
 Steps (each command is printed, timed and kept for the report):
   1. cargo build --release --bin xfer
-  2. export models/efficientnet-lite0.onnx and, for contrast, models/xception-random.onnx
-     (Xception with seeded random weights, --seed 1: the file `make model
-     WEIGHTS=random` writes, so the study does not replace it with another one)
-  3. xfer extract of DATA (train and validation) into features/efficientnet-lite0-150,
-     features/efficientnet-lite0-224 and features/xception-random-150
+  2. the models, under the names `make model` gives them, exported only when absent
+     (a model `make model` made is used as it is, never replaced):
+     models/efficientnet-lite0-imagenet.onnx and, for contrast,
+     models/xception-random-s1.onnx (Xception with seeded random weights, seed 1)
+  3. xfer extract of DATA (train and validation) into the folders `make features`
+     uses: features/efficientnet-lite0-imagenet-150, features/efficientnet-lite0-imagenet-224
+     and features/xception-random-s1-150 (extraction is incremental: vectors `make
+     features` already made are reused, not encoded again)
   4. per features folder and seed: the course's sweep, `--lr 0.0001,0.001,0.01,0.1
      --epochs 10 --batch-size 32 --baseline`
   5. per Lite0 size and seed: `--inner 100 --dropout 0.2` at that size's best rate
@@ -43,7 +46,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = "/work/shared/clothing-dataset-small"
+DEFAULT_DATA = "../shared/clothing-dataset-small"
 XFER = "target/release/xfer"
 PY = ".venv/bin/python"
 SWEEP_LRS = "0.0001,0.001,0.01,0.1"
@@ -52,14 +55,25 @@ BATCH = 32
 INNER = 100
 DROPOUT = 0.2
 
+# The models under the names `make model` gives them (models/<backbone>-imagenet.onnx,
+# models/xception-random-s<SEED>.onnx), with the export command after `export_model.py`.
+LITE0_MODEL = ("models/efficientnet-lite0-imagenet.onnx", "efficientnet-lite0")
+RANDOM_MODEL = ("models/xception-random-s1.onnx", "xception --weights random --seed 1")
+
+
+def tag_of(model, size):
+    """The features folder's name as `make features` gives it: <model stem>-<size>."""
+    return f"{os.path.splitext(os.path.basename(model))[0]}-{size}"
+
+
 # (tag, backbone label, export command after `export_model.py`, model file, size)
 BASES = [
-    ("efficientnet-lite0-150", "EfficientNet-Lite0 (ImageNet)",
-     "efficientnet-lite0", "models/efficientnet-lite0.onnx", 150),
-    ("efficientnet-lite0-224", "EfficientNet-Lite0 (ImageNet)",
-     "efficientnet-lite0", "models/efficientnet-lite0.onnx", 224),
-    ("xception-random-150", "Xception (random weights)",
-     "xception --weights random --seed 1", "models/xception-random.onnx", 150),
+    (tag_of(model, size), label, export, model, size)
+    for (model, export), label, size in [
+        (LITE0_MODEL, "EfficientNet-Lite0 (ImageNet)", 150),
+        (LITE0_MODEL, "EfficientNet-Lite0 (ImageNet)", 224),
+        (RANDOM_MODEL, "Xception (random weights)", 150),
+    ]
 ]
 LITE0 = [b for b in BASES if b[0].startswith("efficientnet-lite0")]
 FEATURES = "features"
@@ -74,8 +88,9 @@ class Study:
         self.meta_path = os.path.join(runs, "meta.json")
         self.log = []
         self.env = dict(os.environ)
-        self.env["ORT_DYLIB_PATH"] = os.path.join(REPO, ".ort/cpu-1.32.0/libonnxruntime.so")
-        self.env["XDG_CACHE_HOME"] = os.path.join(REPO, ".cache")
+        self.env.setdefault("ORT_DYLIB_PATH",
+                            os.path.join(REPO, ".ort/cpu-1.32.0/libonnxruntime.so"))
+        self.env.setdefault("XDG_CACHE_HOME", os.path.join(REPO, ".cache"))
 
     def run(self, argv, step):
         line = shlex.join(argv)
@@ -94,6 +109,25 @@ class Study:
         if proc.returncode != 0:
             raise SystemExit(f"study_lite0: `{line}` exited {proc.returncode}")
         return entry
+
+    def reuse(self, argv, step, path):
+        """Logs `argv` as not run: `path`, what it would make, is there already."""
+        line = shlex.join(argv)
+        print(f"$ {line}  # not run: {path} exists", flush=True)
+        self.log.append({"step": step, "command": line, "seconds": 0.0, "status": 0,
+                         "output": "", "reused": path})
+
+
+def repo_relative(path):
+    """`path` as the report shows it: relative to the repository when absolute,
+    so no document names a folder of one machine."""
+    return os.path.relpath(path, REPO) if os.path.isabs(path) else path
+
+
+def duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def features_dir(tag):
@@ -124,6 +158,8 @@ def best_lr(runs, tag, seeds):
 
 
 def run_all(study, data, seeds):
+    # The commands run in REPO, and the log names no folder of this machine.
+    data = os.path.relpath(os.path.abspath(data), REPO)
     def git(*argv):
         return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
                               text=True).stdout.strip()
@@ -137,7 +173,11 @@ def run_all(study, data, seeds):
                    "data": data, "seeds": seeds}, f, indent=1)
     study.run(["cargo", "build", "--release", "--bin", "xfer"], "build")
     for model, export in sorted({(b[3], b[2]) for b in BASES}):
-        study.run([PY, "scripts/export_model.py", *export.split(), "--out", model], "export")
+        argv = [PY, "scripts/export_model.py", *export.split(), "--out", model]
+        if os.path.exists(os.path.join(REPO, model)):
+            study.reuse(argv, "export", model)
+        else:
+            study.run(argv, "export")
     for tag, _, _, model, size in BASES:
         study.run([XFER, "extract", "--data", data, "--model", model,
                    "--out", features_dir(tag), "--size", str(size)], f"extract {tag}")
@@ -282,11 +322,11 @@ def report(runs, seeds, data, log, meta):
     out = []
     w = out.append
     w("# Accuracy study: EfficientNet-Lite0 (real ImageNet weights) on the clothing data\n")
-    w(f"Made by `scripts/study_lite0.py` on {meta['date']} at commit {meta['commit']}, "
-      "entirely with `xfer` (issue 5, third bullet). Machine: 2 CPU cores, shared with "
+    w(f"Made by `make study-lite0` (`scripts/study_lite0.py`) on {meta['date']} at commit "
+      f"{meta['commit']}, entirely with `xfer` (issue 5, third bullet). Machine: 2 CPU cores, shared with "
       "other engineers' builds and benchmarks while this ran (wall times below are "
       "indicative only), no GPU, ONNX Runtime 1.32.0 CPU.\n")
-    w(f"Data: `{data}`, train 3068 and validation 341 images, 10 classes; the heads are "
+    w(f"Data: `{repo_relative(data)}`, train 3068 and validation 341 images, 10 classes; the heads are "
       f"trained on train and scored on validation after every epoch. Every head: Adam, "
       f"{EPOCHS} epochs, batch {BATCH}, seeds {', '.join(map(str, seeds))}. "
       "*Best val acc* is the highest validation accuracy over the 10 epochs (the epoch "
@@ -335,12 +375,17 @@ def report(runs, seeds, data, log, meta):
     w("```\nexport ORT_DYLIB_PATH=$(pwd)/.ort/cpu-1.32.0/libonnxruntime.so "
       "XDG_CACHE_HOME=$(pwd)/.cache\n```\n")
     total = sum(e["seconds"] for e in log)
-    w(f"All of it: `.venv/bin/python scripts/study_lite0.py` ({total / 60:.0f} minutes "
-      "here, most of it extraction; it writes this file). One by one, with the wall "
-      "seconds each took:\n")
+    w(f"All of it: `make study-lite0`, or `.venv/bin/python scripts/study_lite0.py` "
+      f"({duration(total)} here, most of it extraction; it writes this file). The models "
+      "and features folders are the ones `make model` and `make features` make, so a "
+      "study after them encodes nothing again. One by one, with the wall seconds each "
+      "took:\n")
     w("```")
     for e in log:
-        w(f"{e['command']}    # {e['seconds']} s")
+        if e.get("reused"):
+            w(f"{e['command']}    # not run: {e['reused']} was there")
+        else:
+            w(f"{e['command']}    # {e['seconds']} s")
     w("```\n")
 
     w("## Inconsistencies\n")

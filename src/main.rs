@@ -51,3 +51,46 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// One set of short flags: a long flag has the same short one (or none)
+    /// in every command, a short flag stands for one long flag, and
+    /// `--quiet` is `-q` wherever a command has it.
+    #[test]
+    fn short_flags_mean_the_same_in_every_command() {
+        let cli = Cli::command();
+        let mut shorts_of: BTreeMap<String, BTreeSet<Option<char>>> = BTreeMap::new();
+        let mut longs_of: BTreeMap<char, BTreeSet<String>> = BTreeMap::new();
+        for cmd in cli.get_subcommands() {
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                shorts_of
+                    .entry(long.to_string())
+                    .or_default()
+                    .insert(arg.get_short());
+                if let Some(s) = arg.get_short() {
+                    longs_of.entry(s).or_default().insert(long.to_string());
+                }
+            }
+        }
+        for (long, shorts) in &shorts_of {
+            assert_eq!(shorts.len(), 1, "--{long} has short flags {shorts:?}");
+        }
+        for (short, longs) in &longs_of {
+            assert_eq!(longs.len(), 1, "-{short} stands for {longs:?}");
+        }
+        assert_eq!(shorts_of["quiet"], BTreeSet::from([Some('q')]));
+    }
+}

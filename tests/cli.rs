@@ -1,5 +1,6 @@
 //! The front end itself: help, unknown commands, exit codes.
 use crate::util::xfer;
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
 #[test]
@@ -20,4 +21,36 @@ fn unknown_command_fails_with_usage() {
         .assert()
         .code(2)
         .stderr(contains("Usage"));
+}
+
+/// Issue 13: an `XFER_SIMD` that names no kernel level is refused by every
+/// command that runs the kernels, before any file is read.
+#[test]
+fn unknown_simd_level_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().to_str().unwrap();
+    let commands: [&[&str]; 3] = [
+        &["train", "--features", t, "--out", "run"],
+        &["eval", "--features", t, "--head", "h.safetensors"],
+        &[
+            "predict",
+            "--model",
+            "m.onnx",
+            "--head",
+            "h.safetensors",
+            "a.jpg",
+        ],
+    ];
+    for args in commands {
+        xfer(tmp.path())
+            .args(args)
+            .env("XFER_SIMD", "bogus")
+            .assert()
+            .code(2)
+            .stderr(
+                contains("XFER_SIMD=\"bogus\"")
+                    .and(contains("avx512, avx2 or portable"))
+                    .and(contains("h.safetensors").not()),
+            );
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::extract::{dataset, SIZE};
-use crate::util::{ort_lib, repo, tiny_model, xfer};
+use crate::util::{ort_lib, repo, skipped, tiny_model, xfer};
 use xfer_extract::runtime::CUDA_LIBRARIES;
 
 const MISSING_DRIVER: &str = "the NVIDIA driver (libcuda.so.1) is missing";
@@ -54,7 +54,10 @@ fn a_cpu_build_runs_quietly_and_cuda_says_why_not() {
         .with_file_name("libonnxruntime_providers_cuda.so")
         .exists()
     {
-        eprintln!("SKIPPED: {} is a GPU build", lib.display());
+        skipped(
+            "device::a_cpu_build_runs_quietly_and_cuda_says_why_not",
+            &format!("{} is a GPU build", lib.display()),
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -99,7 +102,10 @@ fn stops_at_the_missing_driver(lib: &Path) {
 #[test]
 fn a_fake_gpu_layout_stops_at_the_missing_driver() {
     if driver_installed() {
-        eprintln!("SKIPPED: an NVIDIA driver is installed; the fake layout would go on to CUDA");
+        skipped(
+            "device::a_fake_gpu_layout_stops_at_the_missing_driver",
+            "an NVIDIA driver is installed; the fake layout would go on to CUDA",
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -144,11 +150,17 @@ fn the_real_gpu_wheels_stop_at_the_missing_driver() {
             found.pop()
         });
     let Some(lib) = lib else {
-        eprintln!("SKIPPED: no .ort/gpu-*/libonnxruntime.so (`make ort ORT=gpu`, over 1 GB)");
+        skipped(
+            "device::the_real_gpu_wheels_stop_at_the_missing_driver",
+            "no .ort/gpu-*/libonnxruntime.so (`make ort ORT=gpu`, over 1 GB)",
+        );
         return;
     };
     if driver_installed() {
-        eprintln!("SKIPPED: an NVIDIA driver is installed (make check-gpu-libs runs CUDA then)");
+        skipped(
+            "device::the_real_gpu_wheels_stop_at_the_missing_driver",
+            "an NVIDIA driver is installed (make check-gpu-libs runs CUDA then)",
+        );
         return;
     }
     stops_at_the_missing_driver(&lib);

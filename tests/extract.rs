@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::util::{clothing, ort_lib, run_python, tiny_model, xfer};
+use crate::util::{clothing, ort_lib, run_python, skipped, tiny_model, xfer};
 use xfer_features::{read_file, read_split, FeatureTable};
 
 /// Side of the model input in these tests (small: fast).
@@ -385,8 +385,9 @@ fn bad_files_are_skipped_listed_and_counted() {
     .unwrap();
     let root = std::fs::read(&unreadable).is_ok();
     if root {
-        eprintln!(
-            "SKIPPED: running as root, permission bits do not stop reads; unreadable.png is read"
+        skipped(
+            "extract::bad_files_are_skipped_listed_and_counted",
+            "running as root, permission bits do not stop reads; the unreadable file is not checked",
         );
     }
 
@@ -597,7 +598,9 @@ fn synthetic_formats_equal_pil() {
 
 #[test]
 fn real_images_equal_pil() {
-    let Some(data) = clothing() else { return };
+    let Some(data) = clothing("extract::real_images_equal_pil") else {
+        return;
+    };
     let out = check_pixels(&[
         "--xfer",
         env!("CARGO_BIN_EXE_xfer"),

@@ -302,6 +302,23 @@ fn a_bad_image_is_reported_and_the_others_classified() {
     assert!(stderr.contains("2 of 4"), "{stderr}");
 }
 
+/// The code of the README's fenced block whose info string is
+/// `python NAME`.
+fn readme_example(name: &str) -> String {
+    let readme = std::fs::read_to_string(crate::util::repo().join("README.md")).unwrap();
+    let open = format!("```python {name}");
+    let start = readme
+        .lines()
+        .position(|l| l.trim_end() == open)
+        .unwrap_or_else(|| panic!("README.md has no block {open}"));
+    readme
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[test]
 fn joined_onnx_classifier_equals_predict() {
     let (tmp, model, data, features) = setup();
@@ -322,27 +339,24 @@ fn joined_onnx_classifier_equals_predict() {
     let (code, lines, stderr) = predict_json(root, &model, &head, &[&val], &[]);
     assert_eq!(code, 0, "{stderr}");
 
-    // What any ONNX Runtime client does: Keras load_img (PIL, nearest) to the
-    // head's size, 'tf' preprocessing, NCHW, the joined model's probabilities.
+    // What any ONNX Runtime client does, as the README's classify.py example
+    // does it (the example's own code runs here, so the README cannot drift):
+    // Keras load_img to the head's size, the model's preprocessing, NCHW, the
+    // joined model's probabilities.
+    let example = root.join("classify.py");
+    std::fs::write(&example, readme_example("classify.py")).unwrap();
     let script = r#"
-import json, sys
-import numpy as np, onnx, onnxruntime as ort
-from PIL import Image
-model, paths = sys.argv[1], sys.argv[2:]
-props = {p.key: p.value for p in onnx.load(model).metadata_props}
-assert props["xfer.preprocess"] == "tf", props
-w, h = map(int, props["xfer.size"].split("x"))
-sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-classes = json.loads(props["xfer.classes"])
-for p in paths:
-    img = Image.open(p).convert("RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.NEAREST)
-    x = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    probs = sess.run(["probabilities"], {"input": x.transpose(2, 0, 1)[None]})[0][0]
-    print(json.dumps({"path": p, "probabilities": dict(zip(classes, map(float, probs)))}))
+import json, runpy, sys
+classify = runpy.run_path(sys.argv[1], run_name="readme")["classify"]
+for p in sys.argv[3:]:
+    print(json.dumps({"path": p, "probabilities": classify(sys.argv[2], p)}))
 "#;
-    let mut args = vec!["-c", script, joined.to_str().unwrap()];
+    let mut args = vec![
+        "-c",
+        script,
+        example.to_str().unwrap(),
+        joined.to_str().unwrap(),
+    ];
     let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
     args.extend(paths.iter().copied());
     let onnx_out = run_python(&args);

@@ -526,3 +526,92 @@ fn eval_by_hand() {
         .code(2)
         .stderr(contains("xfer.model_sha256").and(contains("head.safetensors")));
 }
+
+/// The files and folders directly inside `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 13: a run folder never holds files of another run. A sweep into
+/// the folder of a single run leaves only the sweep's files, and the
+/// reverse; nothing is left beside `--out`.
+#[test]
+fn a_run_replaces_its_folder_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = features(tmp.path(), 6);
+    let runs = tmp.path().join("runs");
+    let run = runs.join("x");
+    let single = ["--epochs", "2", "--seed", "1"];
+    let sweep = ["--epochs", "2", "--seed", "1", "--lr", "0.001,0.01"];
+    let single_files = vec![
+        "curves.png",
+        "head.safetensors",
+        "history.csv",
+        "history.json",
+        "last.safetensors",
+        "metrics.json",
+        "run.json",
+    ];
+    let sweep_files = vec!["lr0.001", "lr0.01", "summary.csv", "sweep.png"];
+
+    train(tmp.path(), &f, &run, &single).success();
+    assert_eq!(listing(&run), single_files);
+    // The paths printed are the final ones, not the folder written first.
+    train(tmp.path(), &f, &run, &sweep).success().stdout(
+        contains(format!("-> {}", run.join("lr0.0").display())).and(contains(".xfer-").not()),
+    );
+    assert_eq!(listing(&run), sweep_files);
+    assert_eq!(listing(&run.join("lr0.01")), single_files);
+    train(tmp.path(), &f, &run, &single).success();
+    assert_eq!(listing(&run), single_files);
+    // The single run's eval and report outputs go with it too.
+    std::fs::write(run.join("eval-validation.json"), "{}").unwrap();
+    train(tmp.path(), &f, &run, &single).success();
+    assert_eq!(listing(&run), single_files);
+    assert_eq!(listing(&runs), vec!["x"], "no staging folder left");
+}
+
+/// Issue 13: an `--out` that is not empty and not a run folder is the
+/// user's: refused with its name, before any work, and left as it was.
+#[test]
+fn a_folder_that_is_not_a_run_is_refused_and_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = features(tmp.path(), 6);
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir_all(mine.join("notes")).unwrap();
+    std::fs::write(mine.join("thesis.tex"), "keep me").unwrap();
+    train(tmp.path(), &f, &mine, &["--epochs", "1"])
+        .code(2)
+        .stdout("")
+        .stderr(
+            contains(mine.display().to_string())
+                .and(contains("not an xfer run folder"))
+                .and(contains("Epoch").not()),
+        );
+    assert_eq!(listing(&mine), vec!["notes", "thesis.tex"]);
+    assert_eq!(std::fs::read(mine.join("thesis.tex")).unwrap(), b"keep me");
+    assert_eq!(listing(tmp.path()), vec!["features", "mine"]);
+
+    // A run whose training fails leaves the previous run as it was.
+    let run = tmp.path().join("run");
+    train(tmp.path(), &f, &run, &["--epochs", "1"]).success();
+    let before = std::fs::read(run.join("history.json")).unwrap();
+    train(
+        tmp.path(),
+        &f,
+        &run,
+        &["--epochs", "1", "--train", "nosuchsplit"],
+    )
+    .code(2);
+    assert_eq!(std::fs::read(run.join("history.json")).unwrap(), before);
+    // An empty folder is taken.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    train(tmp.path(), &f, &empty, &["--epochs", "1"]).success();
+    assert!(empty.join("run.json").exists());
+}

@@ -96,15 +96,32 @@ pub(crate) fn xfer(cache: &Path) -> assert_cmd::Command {
     cmd
 }
 
-/// The real clothing dataset, or `None` with a visible message.
-pub(crate) fn clothing() -> Option<PathBuf> {
+/// Records that `test` did not check what it is for, and why: a line on
+/// stderr (shown with `--nocapture` or when the test fails) and one in the
+/// file `$XFER_SKIP_LOG` names, which `make test` counts and prints after
+/// the tests, since cargo hides what passing tests print.
+pub(crate) fn skipped(test: &str, reason: &str) {
+    use std::io::Write as _;
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Some(log) = std::env::var_os("XFER_SKIP_LOG") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("XFER_SKIP_LOG {}: {e}", Path::new(&log).display()));
+        writeln!(f, "{test}: {reason}").unwrap();
+    }
+}
+
+/// The real clothing dataset, or `None` after recording `test` as skipped.
+pub(crate) fn clothing(test: &str) -> Option<PathBuf> {
     let p = repo().join("../shared/clothing-dataset-small");
     if p.join("train").is_dir() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIPPED: {} is absent; real-image checks not run",
-            p.display()
+        skipped(
+            test,
+            "../shared/clothing-dataset-small is absent; real clothing images not checked",
         );
         None
     }

@@ -168,5 +168,105 @@ class ClassifierTest(unittest.TestCase):
             np.testing.assert_array_equal(back[k], t[k])
 
 
+ROOT = os.path.dirname(SCRIPTS)
+
+
+def xfer_binary():
+    for profile in ("debug", "release"):
+        path = os.path.join(ROOT, "target", profile, "xfer")
+        if os.path.exists(path):
+            return path
+    return None
+
+
+@unittest.skipIf(xfer_binary() is None, "no xfer binary built (cargo build --bin xfer)")
+class ReadmeExample(unittest.TestCase):
+    """README.md's classify.py, run as it stands, gives `xfer predict`'s
+    probabilities for every preprocessing mode and a resize filter other than
+    Keras's nearest, on images that need converting and resizing (palette,
+    grayscale, RGBA, a JPEG, one already at the size)."""
+
+    SIZE = 24
+    CLASSES = ["cat", "dog", "fox"]
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, SCRIPTS)
+        import check_readme
+
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            code = check_readme.example(f.read(), "classify.py")
+        assert code, "README.md has no ```python classify.py block"
+        namespace = {"__name__": "readme"}
+        exec(compile(code, "README.md classify.py", "exec"), namespace)
+        cls.classify = staticmethod(namespace["classify"])
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.images = cls.make_images(cls.tmp.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    @classmethod
+    def make_images(cls, folder):
+        from PIL import Image
+
+        rng = np.random.default_rng(5)
+        rgb = Image.fromarray(rng.integers(0, 256, (31, 45, 3), dtype=np.uint8))
+        paths = []
+        for name, img in [("palette.png", rgb.convert("P")), ("gray.png", rgb.convert("L")),
+                          ("rgba.png", rgb.convert("RGBA")), ("photo.jpg", rgb),
+                          ("exact.png", rgb.resize((cls.SIZE, cls.SIZE)))]:
+            path = os.path.join(folder, name)
+            img.save(path)
+            paths.append(path)
+        return paths
+
+    def classifier(self, preprocess, resize):
+        d = os.path.join(self.tmp.name, f"{preprocess}-{resize}")
+        os.makedirs(d)
+        base = os.path.join(d, "base.onnx")
+        r = run_export("tiny", "--dim", "6", "--seed", "4", "--preprocess", preprocess, "--out", base)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(base, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        rng = np.random.default_rng(1)
+        head = os.path.join(d, "head.safetensors")
+        classifier.write_safetensors(head, {
+            "dense.kernel": rng.normal(0, 1, (6, 3)).astype(np.float32),
+            "dense.bias": rng.normal(0, 1, 3).astype(np.float32),
+        }, {
+            "xfer.classes": json.dumps(self.CLASSES), "xfer.backbone": "tiny",
+            "xfer.model_sha256": sha, "xfer.size": f"{self.SIZE}x{self.SIZE}",
+            "xfer.resize": resize, "xfer.preprocess": preprocess, "xfer.dim": "6",
+            "xfer.pretrained": "false",
+        })
+        joined = os.path.join(d, "classifier.onnx")
+        r = run_export("classifier", "--base", base, "--head", head, "--out", joined)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return base, head, joined
+
+    def predict(self, base, head):
+        r = subprocess.run([xfer_binary(), "predict", "--model", base, "--head", head, "--json",
+                            "--top", "3", "--device", "cpu", *self.images],
+                           capture_output=True, text=True, cwd=ROOT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+        return {ln["path"]: {t["class"]: t["probability"] for t in ln["top"]} for ln in lines}
+
+    def test_every_preprocessing_equals_xfer_predict(self):
+        for preprocess, resize in [("tf", "nearest"), ("lite", "nearest"), ("torch", "nearest"),
+                                   ("raw", "nearest"), ("tf", "bilinear")]:
+            with self.subTest(preprocess=preprocess, resize=resize):
+                base, head, joined = self.classifier(preprocess, resize)
+                ours = self.predict(base, head)
+                for path in self.images:
+                    theirs = self.classify(joined, path)
+                    self.assertEqual(set(theirs), set(self.CLASSES))
+                    for c in self.CLASSES:
+                        self.assertAlmostEqual(ours[path][c], theirs[c], delta=1e-5,
+                                               msg=f"{os.path.basename(path)} {c}")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -47,7 +47,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// No notes on stderr (the CUDA fallback, the count of failed images).
-    #[arg(long)]
+    #[arg(long, short)]
     pub quiet: bool,
 }
 

@@ -57,9 +57,10 @@ pub fn is_image_name(path: &Path) -> bool {
 /// 1 when some images could not be read).
 ///
 /// # Errors
-/// A bad flag, an unreadable head or model, a head trained for another
+/// A bad flag or `XFER_SIMD`, an unreadable head or model, a head trained for another
 /// model ([`Error::Mismatch`]), no images at all, or a failed write.
 pub fn run(args: PredictArgs) -> Result<u8> {
+    xfer_train::check_simd_env()?;
     let cfg = PredictConfig::try_from(args)?;
     let head = Head::load(&cfg.head)?;
     let resize = head_resize(&cfg.head, head.meta())?;

@@ -16,10 +16,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
     /// Features folder written by `xfer extract` (`<split>.parquet` or shards).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "FEATURES_DIR")]
     pub features: PathBuf,
-    /// Run folder for history, heads, metrics and plots.
-    #[arg(long, value_name = "DIR")]
+    /// Run folder for history, heads, metrics and plots; replaced whole by
+    /// the new run (a folder that is not empty and not a run is refused).
+    #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
     /// Split to train on.
     #[arg(long, default_value = "train", value_name = "SPLIT")]
@@ -57,7 +58,7 @@ pub struct TrainArgs {
     pub dropout: Vec<f64>,
     /// Seed for the initial weights, the shuffling and dropout (drawn at
     /// random and recorded in run.json when absent).
-    #[arg(long)]
+    #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// Keep the training rows in file order instead of reshuffling every epoch.
     #[arg(long)]
@@ -86,7 +87,7 @@ pub struct TrainArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
     /// Features folder written by `xfer extract`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "FEATURES_DIR")]
     pub features: PathBuf,
     /// Split to evaluate.
     #[arg(long, default_value = "test", value_name = "SPLIT")]

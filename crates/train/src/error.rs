@@ -105,6 +105,25 @@ pub enum Error {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// `--out` cannot be replaced by a new run (a folder that is not a
+    /// run folder, a file, the features' own folder).
+    #[error("{path}: {reason}")]
+    RunFolder {
+        /// The `--out` folder.
+        path: PathBuf,
+        /// Why it is left alone.
+        reason: String,
+    },
+    /// An environment variable has a value xfer does not know.
+    #[error("{var}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What it may be.
+        reason: String,
+    },
     /// The linfa baseline failed to fit.
     #[error("baseline (linfa logistic regression): {0}")]
     Baseline(String),

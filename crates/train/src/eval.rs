@@ -9,11 +9,11 @@
 //! (rows = true class), as the contract says.
 use std::fmt::Write as _;
 
+use crate::atomic::write_json;
 use crate::config::EvalConfig;
 use crate::data::load_split;
 use crate::head::Head;
 use crate::metrics::{self, Metrics};
-use crate::run_dir::write_json;
 use crate::{plot, Result};
 
 /// What `eval` writes and prints; `metrics.json` of a run has the same form.

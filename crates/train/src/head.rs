@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use xfer_features::FeatureMeta;
 
-use crate::{gemm, run_dir, Error, Result};
+use crate::{atomic, gemm, Error, Result};
 
 /// Tensor names of the head file (contract).
 pub mod names {
@@ -289,7 +289,7 @@ impl Head {
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, path: &Path) -> Result<()> {
-        run_dir::write_atomic(path, &self.to_bytes())
+        atomic::write_atomic(path, &self.to_bytes())
     }
 
     /// Reads a head file written by [`Head::save`] (or by any tool that

@@ -51,17 +51,53 @@ fn levels_here() -> Vec<Level> {
     levels
 }
 
-/// The best kernels this CPU runs (checked once, then cached).
-/// `XFER_SIMD=avx2` or `=portable` picks a lower level (to compare).
+/// The variable that caps the kernel level (to compare levels).
+const SIMD_VAR: &str = "XFER_SIMD";
+
+/// The highest level `XFER_SIMD` allows: `avx512`, `avx2` or `portable`;
+/// unset or empty allows all.
+fn cap(value: Option<&str>) -> std::result::Result<Level, String> {
+    match value.unwrap_or("") {
+        "" | "avx512" => Ok(Level::Avx512),
+        "avx2" => Ok(Level::Avx2),
+        "portable" => Ok(Level::Portable),
+        other => Err(other.to_string()),
+    }
+}
+
+/// `XFER_SIMD` as set, `Err` with its text when it is not a level.
+fn env_cap() -> std::result::Result<Level, String> {
+    match std::env::var(SIMD_VAR) {
+        Ok(v) => cap(Some(&v)),
+        Err(std::env::VarError::NotPresent) => cap(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(v.to_string_lossy().into_owned()),
+    }
+}
+
+/// Refuses an `XFER_SIMD` that names no kernel level, so a typo does not
+/// silently run the default kernels. Every command that runs the kernels
+/// calls it before any work.
+///
+/// # Errors
+/// [`crate::Error::Env`] with the value and the levels there are.
+pub fn check_env() -> crate::Result<()> {
+    env_cap().map(|_| ()).map_err(|value| crate::Error::Env {
+        var: SIMD_VAR,
+        value,
+        reason: "not a kernel level; use avx512, avx2 or portable (each caps the level, \
+                 the CPU may run a lower one), or unset it for the best this CPU runs"
+            .into(),
+    })
+}
+
+/// The best kernels this CPU runs (checked once, then cached), at most the
+/// level `XFER_SIMD` names (`avx2` or `portable`, to compare; refused by
+/// [`check_env`] when it names none).
 fn level() -> Level {
     use std::sync::OnceLock;
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let cap = match std::env::var("XFER_SIMD").as_deref() {
-            Ok("portable") => Level::Portable,
-            Ok("avx2") => Level::Avx2,
-            _ => Level::Avx512,
-        };
+        let cap = env_cap().unwrap_or(Level::Avx512);
         levels_here()
             .into_iter()
             .filter(|&l| l <= cap)
@@ -434,6 +470,18 @@ pub(crate) fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simd_levels_are_named_and_others_refused() {
+        assert_eq!(cap(None), Ok(Level::Avx512));
+        assert_eq!(cap(Some("")), Ok(Level::Avx512));
+        assert_eq!(cap(Some("avx512")), Ok(Level::Avx512));
+        assert_eq!(cap(Some("avx2")), Ok(Level::Avx2));
+        assert_eq!(cap(Some("portable")), Ok(Level::Portable));
+        for bad in ["bogus", "AVX2", "sse", " avx2"] {
+            assert_eq!(cap(Some(bad)), Err(bad.to_string()));
+        }
+    }
 
     /// Deterministic values in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {

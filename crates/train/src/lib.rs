@@ -8,7 +8,8 @@
 //! hyperparameters run as a parallel grid (`sweep.rs`). With `--views` each
 //! epoch shows every training image as one of its augmented views (written
 //! by `xfer extract --augment K`, joined in `data.rs`). Every run leaves a
-//! folder of history, heads, metrics and plots (`run_dir.rs`). `eval.rs`
+//! folder of history, heads, metrics and plots (`run_dir.rs`), written
+//! beside `--out` and swapped in whole (`staging.rs`). `eval.rs`
 //! scores a saved head on any split.
 //!
 //! [`head::Head`] is the public piece other commands use (`xfer predict`
@@ -18,6 +19,7 @@
 
 mod adam;
 mod args;
+mod atomic;
 mod baseline;
 mod config;
 mod data;
@@ -32,21 +34,28 @@ mod metrics;
 mod net;
 mod plot;
 mod run_dir;
+mod staging;
 mod sweep;
 
 pub use args::{EvalArgs, TrainArgs};
 pub use error::{Error, Result};
 pub use head::{softmax_rows, Head};
+pub use kernels::check_env as check_simd_env;
 
 /// Runs `xfer train`: 0 when the run (or at least one configuration of a
-/// sweep) finished, 1 when it diverged.
+/// sweep) finished, 1 when it diverged. The run replaces `--out` whole.
 ///
 /// # Errors
-/// A bad flag, unreadable or inconsistent feature files, an `--init` head
-/// from other vectors, or a file that cannot be written; the message names
-/// the flag or file.
+/// A bad flag or `XFER_SIMD`, an `--out` that is not a run folder,
+/// unreadable or inconsistent feature files, an `--init` head from other
+/// vectors, or a file that cannot be written; the message names the flag
+/// or file.
 pub fn run(args: TrainArgs) -> Result<u8> {
+    kernels::check_env()?;
     let cfg = config::TrainConfig::try_from(args)?;
+    // Before the vectors are read: a folder that may not be replaced is
+    // refused at once (it is checked again when the run is written).
+    staging::check(&cfg.out, &cfg.features)?;
     let data = data::load_with(&cfg.features, &cfg.train_split, &cfg.val_split, cfg.views)?;
     let init = match &cfg.init {
         Some(path) => {
@@ -62,8 +71,9 @@ pub fn run(args: TrainArgs) -> Result<u8> {
 /// Runs `xfer eval`; returns the exit status (0).
 ///
 /// # Errors
-/// An unreadable head or split, a head made for other vectors, or a file
-/// that cannot be written; the message names the file.
+/// A bad `XFER_SIMD`, an unreadable head or split, a head made for other
+/// vectors, or a file that cannot be written; the message names the file.
 pub fn eval(args: EvalArgs) -> Result<u8> {
+    kernels::check_env()?;
     eval::run(config::EvalConfig::try_from(args)?)
 }

@@ -8,15 +8,15 @@
 //! validation split), `curves.png` and `run.json` (every setting, the seed,
 //! how the run ended).
 //!
-//! Files are written under a temporary name in the same folder and renamed
-//! into place, so an interrupted run never leaves a half-written file that a
-//! later tool would trust; outputs a run did not produce this time (a head
-//! after a divergence in the first epoch, say) are removed rather than left
-//! over from an earlier run.
+//! The folder is always a fresh one ([`crate::staging`] swaps it in for
+//! `--out` whole), so it holds exactly what this run produced: no head
+//! after a divergence in the first epoch, no file of an earlier run. Each
+//! file is written whole or not at all ([`crate::atomic`]).
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::atomic::{write_atomic, write_json};
 use crate::baseline::Baseline;
 use crate::config::{HeadConfig, TrainConfig};
 use crate::data::Data;
@@ -38,16 +38,6 @@ pub(crate) mod files {
     pub(crate) const BASELINE: &str = "baseline.json";
 }
 
-/// Writes `bytes` to `path` durably (unique temporary name, fsync, rename,
-/// fsync of the folder; [`xfer_features::write_atomic`]), creating the
-/// parent folder, so a power cut never leaves an empty head or JSON file.
-///
-/// # Errors
-/// [`Error::Features`] with a write error naming the file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(xfer_features::write_atomic(path, bytes)?)
-}
-
 /// An `f32` widened to the `f64` with the same shortest decimal, so JSON
 /// built through `serde_json::Value` shows `0.8933333`, not
 /// `0.8933333158493042`.
@@ -55,25 +45,10 @@ pub(crate) fn short(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(f64::from(v))
 }
 
-/// Pretty JSON of `value`, written atomically.
-pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).expect("plain data serializes");
-    text.push('\n');
-    write_atomic(path, text.as_bytes())
-}
-
-fn remove_stale(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
 /// One configuration's outcome: a row of `summary.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Summary {
     pub(crate) name: String,
-    pub(crate) dir: PathBuf,
     pub(crate) lr: f64,
     pub(crate) inner: Option<usize>,
     pub(crate) dropout: f64,
@@ -157,33 +132,24 @@ impl RunFiles<'_> {
             );
         }
         write_atomic(&dir.join(files::HISTORY_CSV), csv.as_bytes())?;
-        match &fit.best {
-            Some((epoch, head)) => {
-                head.save(&dir.join(files::HEAD))?;
-                let logits = head.logits(&data.val.x, data.val.len());
-                let pred = metrics::argmax_rows(&logits, data.classes());
-                let report = Report {
-                    split: data.val.name.clone(),
-                    features: data.val.source.display().to_string(),
-                    head: files::HEAD.into(),
-                    epoch: Some(*epoch),
-                    metrics: metrics::compute(&data.meta.classes, &data.val.y, &pred),
-                };
-                write_json(&dir.join(files::METRICS), &report)?;
-            }
-            None => {
-                remove_stale(&dir.join(files::HEAD))?;
-                remove_stale(&dir.join(files::METRICS))?;
-            }
+        if let Some((epoch, head)) = &fit.best {
+            head.save(&dir.join(files::HEAD))?;
+            let logits = head.logits(&data.val.x, data.val.len());
+            let pred = metrics::argmax_rows(&logits, data.classes());
+            let report = Report {
+                split: data.val.name.clone(),
+                features: data.val.source.display().to_string(),
+                head: files::HEAD.into(),
+                epoch: Some(*epoch),
+                metrics: metrics::compute(&data.meta.classes, &data.val.y, &pred),
+            };
+            write_json(&dir.join(files::METRICS), &report)?;
         }
-        match (&fit.outcome, &fit.last) {
-            (Outcome::Finished, Some(last)) => last.save(&dir.join(files::LAST))?,
-            _ => remove_stale(&dir.join(files::LAST))?,
+        if let (Outcome::Finished, Some(last)) = (&fit.outcome, &fit.last) {
+            last.save(&dir.join(files::LAST))?;
         }
         if h.epochs() > 0 {
             plot::curves(&dir.join(files::CURVES), h, &self.title())?;
-        } else {
-            remove_stale(&dir.join(files::CURVES))?;
         }
         let message = diverged_message(hc, &fit.outcome);
         let status = if message.is_some() {
@@ -246,7 +212,6 @@ impl RunFiles<'_> {
         write_json(&dir.join(files::RUN), &run)?;
         Ok(Summary {
             name: hc.name.clone(),
-            dir: dir.to_path_buf(),
             lr: hc.lr,
             inner: hc.inner,
             dropout: hc.dropout,
@@ -297,15 +262,6 @@ fn layers(hc: &HeadConfig) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_leaves_no_tmp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/a.json");
-        write_atomic(&p, b"{}").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
-        assert!(!dir.path().join("sub/a.json.tmp").exists());
-    }
 
     #[test]
     fn layers_read_like_keras() {

@@ -9,18 +9,22 @@
 //! differ only by the hyperparameters. A diverging configuration is
 //! recorded as such and the rest of the grid goes on. Afterwards:
 //! `summary.csv`, `sweep.png` (validation accuracy of every run) and the best
-//! configuration on stdout.
+//! configuration on stdout. Everything is written into a fresh folder that
+//! replaces `--out` whole at the end ([`crate::staging`]), so a sweep never
+//! leaves files beside those of an earlier single run, or the reverse.
 use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::atomic::{write_atomic, write_json};
 use crate::baseline::{self, Baseline};
 use crate::config::{HeadConfig, TrainConfig};
 use crate::data::Data;
 use crate::fit::{self, EpochLog, FitOptions, History};
 use crate::head::Head;
-use crate::run_dir::{files, write_atomic, write_json, RunFiles, Summary};
+use crate::run_dir::{files, RunFiles, Summary};
+use crate::staging::Staging;
 use crate::{plot, Error, Result};
 
 /// The grid with the inner width taken from `--init` where `--inner` was
@@ -131,10 +135,11 @@ pub(crate) fn run(cfg: &TrainConfig, data: &Data, init: Option<&Head>) -> Result
         .num_threads(cfg.threads.unwrap_or(0))
         .build()
         .map_err(|e| Error::config("threads", e.to_string()))?;
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let staging = Staging::begin(&cfg.out, &cfg.features)?;
+    let dir = staging.dir();
     let baseline = if cfg.baseline {
         let b = pool.install(|| baseline::fit(data))?;
-        write_json(&cfg.out.join(files::BASELINE), &b)?;
+        write_json(&dir.join(files::BASELINE), &b)?;
         Some(b)
     } else {
         None
@@ -143,10 +148,11 @@ pub(crate) fn run(cfg: &TrainConfig, data: &Data, init: Option<&Head>) -> Result
         let hc = &grid[0];
         // In the pool, so that `--threads` also bounds the halved batches.
         let s = pool.install(|| {
-            run_one(cfg, hc, data, init, &cfg.out, baseline.as_ref(), |log| {
+            run_one(cfg, hc, data, init, dir, baseline.as_ref(), |log| {
                 print_epoch(cfg.epochs, log)
             })
         })?;
+        staging.commit()?;
         if let Some(b) = &baseline {
             print_baseline(b);
         }
@@ -174,7 +180,7 @@ pub(crate) fn run(cfg: &TrainConfig, data: &Data, init: Option<&Head>) -> Result
                     hc,
                     data,
                     init,
-                    &cfg.out.join(&hc.name),
+                    &dir.join(&hc.name),
                     baseline.as_ref(),
                     |_| {},
                 )
@@ -188,13 +194,14 @@ pub(crate) fn run(cfg: &TrainConfig, data: &Data, init: Option<&Head>) -> Result
         csv += &s.csv_row();
         csv.push('\n');
     }
-    write_atomic(&cfg.out.join(files::SUMMARY), csv.as_bytes())?;
+    write_atomic(&dir.join(files::SUMMARY), csv.as_bytes())?;
     let refs: Vec<(String, &History)> = summaries
         .iter()
         .filter(|s| s.epochs_run > 0)
         .map(|s| (s.name.clone(), &s.history))
         .collect();
-    plot::sweep(&cfg.out.join(files::SWEEP_PLOT), &refs)?;
+    plot::sweep(&dir.join(files::SWEEP_PLOT), &refs)?;
+    staging.commit()?;
     let width = summaries.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &summaries {
         println!("{:<width$}  {}  {:.2} s", s.name, describe(s), s.seconds);
@@ -223,7 +230,7 @@ pub(crate) fn run(cfg: &TrainConfig, data: &Data, init: Option<&Head>) -> Result
                 "best: {} (val_accuracy {a:.4} at epoch {}) -> {}",
                 s.name,
                 s.best_epoch.unwrap_or(0),
-                s.dir.join(files::HEAD).display()
+                cfg.out.join(&s.name).join(files::HEAD).display()
             );
             Ok(0)
         }
