@@ -65,7 +65,7 @@ CARGO       ?= cargo
 # Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
-.PHONY: help setup features train model test lint fmt bench check-export check-lite0 check-train \
+.PHONY: help setup features train model test lint fmt bench check-export check-lite check-lite0 check-train \
         check-pixels report clean study-lite0 study-augment check-augment
 
 help: ## list the targets
@@ -98,7 +98,7 @@ $(XFER): Cargo.toml Cargo.lock $(shell find src crates -name '*.rs' -o -name Car
 $(DEFAULT_DATA):
 	@$(PYTHON) scripts/provide.py data $@
 
-model: $(MODEL) ## export the base to ONNX (BACKBONE, WEIGHTS=imagenet|random|PATH.h5)
+model: $(MODEL) ## export the base to ONNX (BACKBONE=xception|efficientnet-lite0|1|2, WEIGHTS=imagenet|random|PATH.h5 for xception)
 
 $(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.py) $(wildcard $(WEIGHTS))
 	mkdir -p $(dir $@)
@@ -150,8 +150,12 @@ check-augment: $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) | $(DATA_DEP) ## prove ext
 study-lite0: $(VENV)/.done $(ORT_LIB) | $(DATA_DEP) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds) into docs/accuracy-lite0.md
 	$(VPY) scripts/study_lite0.py --data $(DATA)
 
-check-lite0: $(VENV)/.done | $(DATA_DEP) ## prove the Lite0 conversion: ImageNet names for DATA's validation images
-	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
+check-lite: $(VENV)/.done | $(DATA_DEP) ## prove an EfficientNet-Lite conversion (BACKBONE=efficientnet-lite0|1|2, default lite0): ImageNet names for DATA's validation images
+	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding \
+	    --backbone $(if $(filter efficientnet-lite%,$(BACKBONE)),$(BACKBONE),efficientnet-lite0)
+
+check-lite0: $(VENV)/.done | $(DATA_DEP) ## check-lite for Lite0
+	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding --backbone efficientnet-lite0
 
 bench: $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) | $(DATA_DEP) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
 	@command -v hyperfine >/dev/null || { echo "make bench needs hyperfine: apt-get install -y hyperfine (or cargo install hyperfine)" >&2; exit 1; }
