@@ -377,7 +377,7 @@ def add_parser(subparsers):
                    help="the model's own input scaling: tf (x/127.5-1), torch (ImageNet "
                         "mean/std), lite ((x-127)/128), raw (0..255)")
     p.add_argument("--size", type=int, help="default input side (needed when the input fixes none)")
-    p.add_argument("--input", help="the image input, when the graph lists several inputs")
+    p.add_argument("--input", help="the image input (default: the one input without a default value)")
     p.add_argument("--output", help="the output to use, when there are several")
     p.add_argument("--name", help="backbone name in the metadata (default: the file's stem)")
     p.add_argument("--out", required=True, help="ONNX file to write")
