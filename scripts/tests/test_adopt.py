@@ -99,6 +99,23 @@ class Models:
         return foreign(self.tiny, nodes=nodes, inputs=[vi("input", [1, 3, 32, 32])],
                        outputs=[vi("features", [1, DIM])], inits=[shape])
 
+    def torch_view_batch_one(self):
+        """Fixed batch 1, pooled and flattened the way old torch exports write
+        `x.view(x.size(0), -1)`: Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+        inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+                 numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+                 numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+        nodes = self.body + [
+            helper.make_node("GlobalAveragePool", [self.fmap], ["pooled"]),
+            helper.make_node("Shape", ["pooled"], ["pooled_shape"]),
+            helper.make_node("Gather", ["pooled_shape", "zero"], ["n"], axis=0),
+            helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+            helper.make_node("Concat", ["n1", "minus_one"], ["view_shape"], axis=0),
+            helper.make_node("Reshape", ["pooled", "view_shape"], ["features"]),
+        ]
+        return foreign(self.tiny, nodes=nodes, inputs=[vi("input", [1, 3, 32, 32])],
+                       outputs=[vi("features", [1, DIM])], inits=inits)
+
     def two_inputs(self):
         nodes = list(self.tiny.graph.node)
         nodes[-1] = helper.make_node("Mul", [nodes[-1].input[0], "scale"], ["features"])
@@ -189,8 +206,9 @@ class Adopt(unittest.TestCase):
 
     def test_fixed_batch_and_size_become_dynamic_batch(self):
         for model in (self.m.nchw(batch=1, size=(32, 32)),
-                      self.m.nhwc_feature_map(batch=1, size=(32, 32))):
-            with self.subTest(input=model.graph.input[0].name):
+                      self.m.nhwc_feature_map(batch=1, size=(32, 32)),
+                      self.m.torch_view_batch_one()):
+            with self.subTest(nodes=[n.op_type for n in model.graph.node][-3:]):
                 a = self.adopt(model)  # the size comes from the input
                 self.assert_metadata(a, default_size="32")
                 self.assertIn("batch 1 -> N", props(a)["xfer.adopt"])
@@ -200,6 +218,16 @@ class Adopt(unittest.TestCase):
         with self.assertRaisesRegex(adopt.AdoptError, r"in.onnx: the graph fixes the batch at 1: .*"
                                                       r"features is still \[1, 8\].*dynamic batch"):
             self.adopt(self.m.reshape_batch_one())
+
+    def test_without_shape_inference_a_batch_of_two_decides(self):
+        from unittest import mock
+
+        with mock.patch.object(adopt, "_inferred_dims", return_value=None):
+            a = self.adopt(self.m.nchw(batch=1, size=(32, 32)))
+            np.testing.assert_allclose(xfer_vectors(props(a), a), self.want, rtol=0, atol=1e-6)
+            with self.assertRaisesRegex(adopt.AdoptError, r"the graph fixes the batch at 1: with a "
+                                                          r"dynamic batch a batch of 2 fails"):
+                self.adopt(self.m.reshape_batch_one())
 
     def test_refusals_say_what_to_pass(self):
         cases = [

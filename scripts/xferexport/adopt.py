@@ -217,10 +217,12 @@ def _ort_batch_probe(model, inp_name, out_name, side, src, old):
     shape = (2, 3, side, side)
     try:
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # the failure is reported below, once
         sess = ort.InferenceSession(model.SerializeToString(), so,
                                     providers=["CPUExecutionProvider"])
-        y = sess.run([out_name], {inp_name: np.zeros(shape, np.float32)})[0]
+        ro = ort.RunOptions()
+        ro.log_severity_level = 4
+        y = sess.run([out_name], {inp_name: np.zeros(shape, np.float32)}, ro)[0]
     except Exception as e:  # noqa: BLE001 -- ORT raises its own types
         raise AdoptError(f"{src}: the graph fixes the batch at {old}: with a dynamic batch a "
                          f"batch of 2 fails ({str(e).splitlines()[0][:200]}); re-export the "
