@@ -205,3 +205,26 @@ fn an_uncreatable_folder_is_said_once_in_plain_words() {
     assert!(lines[0].starts_with("xfer: error: writing "), "{err}");
     assert!(lines[0].ends_with("file/f: not a directory"), "{err}");
 }
+
+#[test]
+fn remembered_hashes_still_see_every_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data, &["train"], &["a", "b"], 3);
+    // Files changed in the last seconds are never remembered (a change in
+    // the same clock tick would not move their times): let them settle.
+    std::thread::sleep(Duration::from_millis(3100));
+    let model = tiny_model(8, 0);
+    let out = tmp.path().join("f");
+    assert_eq!(extract_ok(tmp.path(), &data, &model, &out, &[]).encoded, 6);
+    let memo = std::fs::read_to_string(out.join(".train.parquet.hashes")).unwrap();
+    assert_eq!(memo.matches(".png").count(), 6, "{memo}");
+    let before = read_split(&out, "train").unwrap();
+    // Same name, same size, other bytes: found by its new identity.
+    crate::extract::image(&data.join("train/a/000.png"), 20, 15, 4242);
+    let again = extract_ok(tmp.path(), &data, &model, &out, &[]);
+    assert_eq!((again.encoded, again.reused), (1, 5));
+    let after = read_split(&out, "train").unwrap();
+    assert_ne!(after.row(0), before.row(0));
+    assert_eq!(after.row(1), before.row(1));
+}

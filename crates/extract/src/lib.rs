@@ -26,6 +26,8 @@ mod config;
 mod cuda;
 mod decode;
 mod error;
+mod file_id;
+mod image_hashes;
 mod lazy;
 mod lock;
 pub mod model;

@@ -4,33 +4,19 @@
 //! which cached vectors are this model's), and hashing Xception's 83 MB
 //! costs more than everything else a rerun with nothing new does. So the
 //! output folder remembers it in `.model-sha256.json`, keyed by the model's
-//! path and identity as git's index does: device, inode, size, and the
-//! modification and change times to the nanosecond (the change time cannot
-//! be set back by `touch`; any write to the file moves it). Anything
-//! different, and the file is hashed again. The memo is only a cache: a
+//! path and identity ([`crate::file_id`]). Anything different, and the
+//! file is hashed again. The memo is only a cache: a
 //! missing, unreadable or unwritable one costs a hash, never an error.
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::file_id;
 use crate::model::sha256_file;
 use crate::{Error, Result};
 
 const MEMO: &str = ".model-sha256.json";
-
-fn identity(meta: &std::fs::Metadata) -> Value {
-    json!([
-        meta.dev(),
-        meta.ino(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec()
-    ])
-}
 
 /// The sha256 (hex) of `model`, from `out`'s memo when the file is the one
 /// hashed before, else computed (and remembered).
@@ -43,7 +29,7 @@ pub(crate) fn sha256(model: &Path, out: &Path) -> Result<String> {
         .to_string_lossy()
         .into_owned();
     let meta = std::fs::metadata(model).map_err(|e| Error::io(model, e))?;
-    let id = identity(&meta);
+    let id = json!(file_id::of(&meta));
     let memo_path = out.join(MEMO);
     let mut memo: BTreeMap<String, Value> = std::fs::read(&memo_path)
         .ok()
@@ -58,7 +44,7 @@ pub(crate) fn sha256(model: &Path, out: &Path) -> Result<String> {
     }
     let sha = sha256_file(model)?;
     memo.insert(key, json!({"identity": id, "sha256": sha}));
-    if out.is_dir() {
+    if out.is_dir() && file_id::settled(&file_id::of(&meta), std::time::SystemTime::now()) {
         let text = serde_json::to_vec_pretty(&memo).expect("JSON values serialize");
         let _ = xfer_features::write_atomic(&memo_path, &text);
     }
@@ -74,6 +60,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.onnx");
         std::fs::write(&model, b"one").unwrap();
+        assert_eq!(
+            sha256(&model, dir.path()).unwrap(),
+            sha256_file(&model).unwrap()
+        );
+        assert!(
+            !dir.path().join(MEMO).exists(),
+            "a file just written is not settled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(3100));
         let first = sha256(&model, dir.path()).unwrap();
         assert_eq!(first, sha256_file(&model).unwrap());
         assert!(dir.path().join(MEMO).is_file());
@@ -82,7 +77,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(MEMO)).unwrap();
         std::fs::write(dir.path().join(MEMO), text.replace(&first, "forged")).unwrap();
         assert_eq!(sha256(&model, dir.path()).unwrap(), "forged");
-        std::fs::write(&model, b"two").unwrap();
+        std::fs::write(&model, b"two").unwrap(); // another identity
         assert_eq!(
             sha256(&model, dir.path()).unwrap(),
             sha256_file(&model).unwrap()

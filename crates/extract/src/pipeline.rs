@@ -46,6 +46,8 @@ use xfer_features::{FeatureFileReader, FeatureFileWriter, FeatureMeta, FeatureTa
 
 use crate::augment::Augment;
 use crate::cache::{Cache, Hit, RowReader};
+use crate::file_id::{self, FileId};
+use crate::image_hashes::ImageHashes;
 use crate::lazy::LazyModel;
 use crate::lock;
 use crate::model::Provider;
@@ -89,13 +91,17 @@ pub(crate) struct Job<'a> {
 }
 
 enum Prepared {
-    Pixels(Vec<f32>, [u8; 32]),
+    Pixels(Vec<f32>, [u8; 32], FileId),
     Bad(String),
 }
 
 fn prepare(item: &Item, view: i32, spec: &PixelSpec, augment: Option<&Augment>) -> Prepared {
-    let bytes = match pixels::read_image_file(&item.path) {
-        Ok(b) => b,
+    // The identity before the bytes: a change after it shows as another
+    // identity next time, never as a stale hash trusted.
+    let read = pixels::image_file_meta(&item.path)
+        .and_then(|meta| Ok((file_id::of(&meta), pixels::read_bytes(&item.path)?)));
+    let (id, bytes) = match read {
+        Ok(r) => r,
         Err(e) => return Prepared::Bad(e.0),
     };
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
@@ -104,7 +110,7 @@ fn prepare(item: &Item, view: i32, spec: &PixelSpec, augment: Option<&Augment>) 
         _ => pixels::from_bytes(&bytes, spec),
     };
     match x {
-        Ok(x) => Prepared::Pixels(x, sha),
+        Ok(x) => Prepared::Pixels(x, sha, id),
         Err(e) => Prepared::Bad(e.0),
     }
 }
@@ -116,15 +122,26 @@ enum Status {
     Bad,
 }
 
-/// Phase 0 for one image: its cached row, if any (the file is read and
-/// hashed, not decoded).
-fn check(item: &Item, view: i32, cache: &Cache) -> std::result::Result<Status, String> {
-    let bytes = pixels::read_image_file(&item.path).map_err(|e| e.0)?;
-    let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    Ok(match cache.lookup_view(&item.rel, view, &sha) {
+/// Phase 0 for one image: its identity, hash and cached row, if any. The
+/// file is read and hashed only when the last run's hash for it is not
+/// known ([`ImageHashes`]); it is never decoded here.
+fn check(
+    item: &Item,
+    view: i32,
+    cache: &Cache,
+    hashes: &ImageHashes,
+) -> std::result::Result<(Status, FileId, [u8; 32]), String> {
+    let meta = pixels::image_file_meta(&item.path).map_err(|e| e.0)?;
+    let id = file_id::of(&meta);
+    let sha = match hashes.get(&item.rel, &id) {
+        Some(sha) => sha,
+        None => Sha256::digest(pixels::read_bytes(&item.path).map_err(|e| e.0)?).into(),
+    };
+    let status = match cache.lookup_view(&item.rel, view, &sha) {
         Some(hit) => Status::Done(hit, sha),
         None => Status::Pending,
-    })
+    };
+    Ok((status, id, sha))
 }
 
 /// A part written by this run: its file, its rows, and which images.
@@ -190,6 +207,8 @@ pub(crate) fn extract(
         ..Default::default()
     };
     // Phase 0: what earlier runs already did (hashes only, no decoding).
+    let hashes = ImageHashes::load(&final_path);
+    let mut ids: Vec<Option<(FileId, [u8; 32])>> = vec![None; n];
     let mut status = if cache.is_empty() {
         vec![Status::Pending; n]
     } else {
@@ -197,14 +216,17 @@ pub(crate) fn extract(
             job.images
                 .par_iter()
                 .zip(job.views.par_iter())
-                .map(|((_, item), &view)| check(item, view, &cache))
+                .map(|((_, item), &view)| check(item, view, &cache, &hashes))
                 .collect()
         });
         checked
             .into_iter()
             .enumerate()
             .map(|(i, c)| match c {
-                Ok(s) => s,
+                Ok((s, id, sha)) => {
+                    ids[i] = Some((id, sha));
+                    s
+                }
                 Err(reason) => {
                     let (pos, item) = job.images[i];
                     skips.push((
@@ -237,6 +259,7 @@ pub(crate) fn extract(
             ctx,
             &mut report,
             &mut status,
+            &mut ids,
             &mut skips,
         )?;
         for part in parts {
@@ -275,6 +298,13 @@ pub(crate) fn extract(
     if !unchanged {
         assemble(&final_path, &cache, &done, &job, ctx.meta)?;
     }
+    ImageHashes::save(
+        &final_path,
+        done.iter().filter_map(|&(i, _, sha)| {
+            let (id, seen) = ids[i]?;
+            (seen == sha).then_some((job.images[i].1.rel.as_str(), id, sha))
+        }),
+    );
     match std::fs::remove_dir_all(&parts_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(Error::Features(xfer_features::Error::Write {
@@ -308,6 +338,7 @@ fn encode(
     ctx: &Ctx<'_>,
     report: &mut SplitReport,
     status: &mut [Status],
+    ids: &mut [Option<(FileId, [u8; 32])>],
     skips: &mut Vec<(usize, Skip)>,
 ) -> Result<Vec<Part>> {
     let model = model.get()?;
@@ -404,7 +435,8 @@ fn encode(
                             },
                         ));
                     }
-                    Prepared::Pixels(x, sha) => {
+                    Prepared::Pixels(x, sha, id) => {
+                        ids[i] = Some((id, sha));
                         if pixels.is_empty() {
                             pixels.reserve(x.len() * ctx.batch_size);
                         }

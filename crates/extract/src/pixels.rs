@@ -282,10 +282,22 @@ pub fn to_chw(img: &Rgb8, preprocess: Preprocess, out: &mut [f32]) {
 /// # Errors
 /// [`BadImage`] with the reason.
 pub fn read_image_file(path: &Path) -> Result<Vec<u8>, BadImage> {
+    image_file_meta(path)?;
+    read_bytes(path)
+}
+
+/// The metadata of an image file, or why it cannot be one (missing, not a
+/// regular file).
+pub(crate) fn image_file_meta(path: &Path) -> Result<std::fs::Metadata, BadImage> {
     let meta = std::fs::metadata(path).map_err(|e| BadImage(format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(BadImage("not a regular file".into()));
     }
+    Ok(meta)
+}
+
+/// The bytes of a file already checked by [`image_file_meta`].
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, BadImage> {
     std::fs::read(path).map_err(|e| BadImage(format!("cannot read: {e}")))
 }
 
