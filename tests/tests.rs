@@ -6,4 +6,5 @@ mod augment;
 mod cli;
 mod extract;
 mod predict;
+mod serve;
 mod train;
