@@ -84,13 +84,8 @@ impl Server {
         self.url.strip_prefix("http://").unwrap()
     }
 
-    /// SIGTERM, then waits at most 30 s for the exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+    /// Waits at most 30 s for the exit.
+    fn wait(&mut self) -> ExitStatus {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -440,11 +435,9 @@ fn sigterm_finishes_requests_in_flight_and_exits_0() {
     let (tmp, model, data, features) = setup();
     let root = tmp.path();
     let head = hand_head(root, &features, None);
-    let files: Vec<PathBuf> = pngs(&data).into_iter().take(6).collect();
+    let files: Vec<PathBuf> = pngs(&data).into_iter().take(7).collect();
     let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let (_, want, _) = predict_json(root, &model, &head, &inputs, &[]);
-    // Images wait up to 3 s for company, so they are surely in flight when
-    // the signal comes.
     let mut server = Server::start(
         root,
         &model,
@@ -453,15 +446,31 @@ fn sigterm_finishes_requests_in_flight_and_exits_0() {
     );
     let url = format!("{}/predict", server.url);
     let metrics_url = format!("{}/metrics", server.url);
+    // One upload is half sent when the signal comes: the decoded images
+    // wait (up to 3 s) for it to join their batch, so they are in flight
+    // too.
+    let slow_body = std::fs::read(&files[0]).unwrap();
+    let half = slow_body.len() / 2;
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        slow_body.len()
+    )
+    .unwrap();
+    slow.write_all(&slow_body[..half]).unwrap();
     std::thread::scope(|s| {
-        let clients: Vec<_> = files
+        let clients: Vec<_> = files[1..]
             .iter()
             .map(|f| {
                 let url = &url;
                 s.spawn(move || post(url, "image/png", &std::fs::read(f).unwrap()))
             })
             .collect();
-        let n = files.len() as f64;
+        let n = clients.len() as f64;
         let mut m = String::new();
         for _ in 0..500 {
             m = get(&metrics_url).1;
@@ -471,28 +480,44 @@ fn sigterm_finishes_requests_in_flight_and_exits_0() {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(metric(&m, "xfer_decode_seconds_count"), n, "{m}");
-        assert_eq!(metric(&m, "xfer_in_flight"), n, "{m}");
+        assert_eq!(metric(&m, "xfer_in_flight"), n + 1.0, "{m}");
         assert_eq!(
             metric(&m, "xfer_queue_seconds_count"),
             0.0,
             "a batch ran before the signal"
         );
-        let status = server.terminate();
-        assert!(
-            status.success(),
-            "exit {status:?}; stderr:\n{}",
-            server.stderr()
-        );
-        for ((h, want), file) in clients.into_iter().zip(&want).zip(&files) {
+        Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        // Refused from now on, while the rest of the upload is still taken.
+        let mut refused = false;
+        for _ in 0..200 {
+            if TcpStream::connect(server.addr()).is_err() {
+                refused = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(refused, "still accepting connections after SIGTERM");
+        slow.write_all(&slow_body[half..]).unwrap();
+        let mut answer = String::new();
+        slow.read_to_string(&mut answer).unwrap();
+        let (head_lines, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head_lines.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_same(&want[0], &json(body), "the upload finished after SIGTERM");
+        for ((h, want), file) in clients.into_iter().zip(&want[1..]).zip(&files[1..]) {
             let (status, body) = h.join().unwrap();
             assert_eq!(status, 200, "{}: {body}", file.display());
             assert_same(want, &json(&body), &file.display().to_string());
         }
     });
+    let status = server.wait();
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr:\n{}",
+        server.stderr()
+    );
     std::thread::sleep(Duration::from_millis(100));
     assert!(server.stderr().contains("stopping"), "{}", server.stderr());
-    assert!(
-        TcpStream::connect(server.addr()).is_err(),
-        "still accepting after exit"
-    );
 }

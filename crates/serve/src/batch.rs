@@ -7,10 +7,12 @@
 //! the cores idle; on a GPU even more so). So handlers decode their image on
 //! the decoding pool and send the model input here over a bounded channel;
 //! this thread takes the first waiting image, waits at most `max_wait` for
-//! more (taking at once what is already queued), runs up to `max_batch` in
-//! one call, and answers each request through its own one-shot channel. The
+//! more (taking at once what is already queued, and not waiting at all when
+//! no other request is in flight to join it), runs up to `max_batch` in one
+//! call, and answers each request through its own one-shot channel. The
 //! thread ends when every sender is gone (the server has stopped and its
 //! handlers have finished), after answering what it holds.
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -93,6 +95,11 @@ fn run(
         let deadline = Instant::now() + max_wait;
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
+            // Nobody else is being received or decoded: waiting would only
+            // delay this batch (one client alone never pays --max-wait-ms).
+            if metrics.in_flight.load(Ordering::Relaxed) <= jobs.len() as i64 {
+                break;
+            }
             match rx.recv_deadline(deadline) {
                 Ok(job) => jobs.push(job),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,

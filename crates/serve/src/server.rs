@@ -8,6 +8,7 @@
 //! On SIGTERM or Ctrl-C the listener closes, requests already received are
 //! answered (their images still batched), `/health` says `ready: false`
 //! meanwhile, and the inference thread ends when the last handler is gone.
+use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,16 +110,35 @@ async fn serve(cfg: &ServeConfig, app: Arc<App>) -> Result<()> {
     drop(out);
     let quiet = cfg.quiet;
     let ready = app.clone();
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move {
-            stop.wait().await;
-            ready.ready.store(false, Ordering::Relaxed);
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        stop.wait().await;
+        ready.ready.store(false, Ordering::Relaxed);
+        let _ = stopping.send(true);
+        if !quiet {
+            eprintln!("xfer serve: stopping: answering the requests in flight");
+        }
+    });
+    // A connection that never completes its request head (hyper's header
+    // timeout needs a timer axum::serve does not set) would hold the
+    // graceful shutdown forever: after the signal, in-flight work gets the
+    // body timeout plus 30 s, then the rest is closed.
+    let grace = cfg.read_timeout + Duration::from_secs(30);
+    tokio::select! {
+        r = server.into_future() => r.map_err(|e| Error::io("serving", e)),
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
             if !quiet {
-                eprintln!("xfer serve: stopping: answering the requests in flight");
+                eprintln!(
+                    "xfer serve: connections still open {} s after the signal; closing them",
+                    grace.as_secs()
+                );
             }
-        })
-        .await
-        .map_err(|e| Error::io("serving", e))
+            Ok(())
+        }
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), registered at once.
