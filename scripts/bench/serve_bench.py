@@ -4,12 +4,13 @@ against `xfer extract`'s images/s on the same images and against FastAPI +
 uvicorn + onnxruntime serving the joined classifier ONNX (the same base and
 head, scripts/bench/fastapi_server.py).
 
-One round per --runs: each server is started, warmed up (8 requests, not
+One round per --runs, everything taking turns: `xfer extract` of the images
+once (hyperfine), then each server started, warmed up (8 requests, not
 counted), loaded by scripts/bench/serve_load.py at 1, 8 and 32 clients (every
-image once per level), and stopped with SIGTERM; the servers take turns. For
-`xfer serve` the /metrics counters read before and after each level give the
-split of its time (decoding, waiting for a batch, ONNX Runtime calls, mean
-batch). Peak RSS is the server process's VmHWM over its whole round.
+image once per level) and stopped with SIGTERM. For `xfer serve` the /metrics
+counters read before and after each level give the split of its time
+(decoding, waiting for a batch, ONNX Runtime calls, mean batch). Peak RSS is
+the server process's VmHWM over its whole round.
 
 The head is trained by `xfer train` on the vectors of the timed extraction
 (the validation images themselves, 10 epochs; accuracy is not the point, the
@@ -181,10 +182,25 @@ def measure(bench, rel, load_now, busy_processes):
         for key in ("serve.extract", "serve.xfer", "serve.fastapi"):
             bench.skip(key, key, why, images=n)
         return
-    bench.run_table([dict(key="serve.extract", images=n,
-                          label="`xfer extract` of the same images, whole process",
-                          argv=bench.extract_argv(data, out),
-                          prepare=f"rm -rf {shlex.quote(rel(out))}")])
+    extract = dict(key="serve.extract", images=n,
+                   label="`xfer extract` of the same images, whole process",
+                   argv=bench.extract_argv(data, out), prepare=f"rm -rf {shlex.quote(rel(out))}")
+    # The extraction takes its turn in every round (below), so that its
+    # images/s and the servers' requests/s come from the same minutes.
+    runs = {f: [] for f in ("runs", "rss_kb", "cpu", "load", "busy", "xfer_sha")}
+
+    def extract_once():
+        row = bench.run_table([extract], runs=1)["serve.extract"]
+        for f, acc in runs.items():
+            acc.extend(row.get(f) or [])
+        row.update(runs)
+        bench.results["rows"]["serve.extract"] = row
+        bench.save()
+        return row
+
+    first = extract_once()
+    if first.get("error"):
+        return
     head, clf = prepare_head(bench, out, rel)
     m = bench.results.setdefault("serve_meta", {})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -210,6 +226,8 @@ def measure(bench, rel, load_now, busy_processes):
         rows[kind] = {"key": key, "label": label, "images": n, "internal": [],
                       "command": shlex.join(server_argv(bench, kind, head, clf, rel))}
     for r in range(bench.a.runs):
+        if r > 0:
+            extract_once()
         for kind, row in rows.items():
             if row.get("error"):
                 continue
