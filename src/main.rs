@@ -29,6 +29,8 @@ enum Command {
     Predict(xfer_predict::PredictArgs),
     /// Accuracy, per-class metrics and the confusion matrix of a head on a split.
     Eval(xfer_train::EvalArgs),
+    /// The classifier over HTTP: batched, with metrics and an upload page.
+    Serve(xfer_serve::ServeArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -37,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Train(args) => xfer_train::run(args)?,
         Command::Predict(args) => xfer_predict::run(args)?,
         Command::Eval(args) => xfer_train::eval(args)?,
+        Command::Serve(args) => xfer_serve::run(args)?,
     })
 }
 

@@ -72,7 +72,7 @@ fn extract(root: &Path, data: &Path, model: &Path) -> PathBuf {
 
 /// A temporary folder holding the colour dataset and its vectors from the
 /// tiny base: (folder, model, DATA, features folder).
-fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+pub(crate) fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(8, 11);
     let data = dataset(tmp.path());
@@ -81,7 +81,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
 }
 
 /// A hand-written head (glorot, seeded) for the vectors of `features`.
-fn hand_head(root: &Path, features: &Path, inner: Option<usize>) -> PathBuf {
+pub(crate) fn hand_head(root: &Path, features: &Path, inner: Option<usize>) -> PathBuf {
     let table = xfer_features::read_split(features, "validation").unwrap();
     let path = root.join(format!("hand-{}.safetensors", inner.unwrap_or(0)));
     Head::glorot(table.meta.clone(), inner, 5)
@@ -102,7 +102,7 @@ fn predict(root: &Path, model: &Path, head: &Path) -> assert_cmd::Command {
 }
 
 /// Runs `xfer predict --json` and returns (exit status, one value per line).
-fn predict_json(
+pub(crate) fn predict_json(
     root: &Path,
     model: &Path,
     head: &Path,

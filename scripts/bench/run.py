@@ -16,7 +16,8 @@ is missing (xfer not built yet, no Keras venv) are recorded as not measured,
 with the reason.
 
 Parts: extract (section 1), train (2), sweep (3), memory (4, extract at 4x
-the data), scaling (5). Section 6 (GPU) is rendered from WORK/gpu.json when a
+the data), scaling (5), serve (7: `xfer serve` under concurrent clients,
+scripts/bench/serve_bench.py). Section 6 (GPU) is rendered from WORK/gpu.json when a
 run of scripts/bench/gpu.sh left one there, else it says no GPU was measured.
 
     python scripts/bench/run.py --data ../shared/clothing-dataset-small --xfer target/release/xfer
@@ -34,10 +35,11 @@ import sys
 import time
 
 import benchlib
+import serve_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-PARTS = ("extract", "spare", "train", "sweep", "memory", "scaling")
+PARTS = ("extract", "spare", "train", "sweep", "memory", "scaling", "serve")
 ALL_PARTS = PARTS + ("gpu",)
 GRID = {"lr": "0.0001,0.001,0.01,0.1", "inner": "0,10,100", "dropout": "0,0.2,0.5"}
 GRID_SIZE = 4 * 3 * 3
@@ -507,6 +509,9 @@ class Bench:
                                         "--lr", "0.01", "--seed", "1"],
                                   prepare=f"rm -rf {shlex.quote(rel(out))}"))
         self.run_table(specs)
+
+    def part_serve(self):
+        serve_bench.measure(self, rel, load_now, busy_processes)
 
     def part_gpu(self):
         """Section 6: CUDA images/s at 150 and 299, batch 32 to 256, end to
@@ -1294,6 +1299,7 @@ def write_report(results, out):
     r.memory()
     r.scaling()
     r.gpu()
+    serve_bench.render(r)
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(r.lines).rstrip() + "\n")

@@ -118,41 +118,74 @@ class Parsing(unittest.TestCase):
         self.assertAlmostEqual(ips, 10.0)
 
 
+def run_driver(tmp, part, runs, xfer, cwd=None):
+    """`run.py --parts PART` on make_data's images with the tiny model (size
+    32) in TMP: (process, results.json rows, BENCHMARKS.md text or '')."""
+    data = os.path.join(tmp, "data")
+    make_data(data)
+    model = os.path.join(tmp, "tiny.onnx")
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "export_model.py"), "tiny",
+                    "--dim", "8", "--size", "32", "--out", model],
+                   check=True, capture_output=True)
+    out = os.path.join(tmp, "BENCHMARKS.md")
+    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+    p = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--data", data,
+                        "--model", model, "--size", "32", "--work", os.path.join(tmp, "w"),
+                        "--out", out, "--parts", part, "--runs", str(runs), "--xfer", xfer,
+                        "--python", sys.executable,
+                        "--keras-python", os.path.join(tmp, "no-keras")],
+                       capture_output=True, text=True, env=env, cwd=cwd)
+    rows, text = {}, ""
+    if p.returncode == 0:
+        with open(os.path.join(tmp, "w", "results.json")) as f:
+            rows = json.load(f)["rows"]
+        with open(out) as f:
+            text = f.read()
+    return p, rows, text
+
+
 @unittest.skipUnless(shutil.which("hyperfine") and os.path.exists("/usr/bin/time"),
                      "needs hyperfine and GNU time")
 class DriverEndToEnd(unittest.TestCase):
     def test_extract_part_on_the_tiny_model(self):
         with tempfile.TemporaryDirectory() as tmp:
-            data = os.path.join(tmp, "data")
-            make_data(data)
-            model = os.path.join(tmp, "tiny.onnx")
-            subprocess.run([sys.executable, os.path.join(SCRIPTS, "export_model.py"), "tiny",
-                            "--dim", "8", "--size", "32", "--out", model],
-                           check=True, capture_output=True)
-            out = os.path.join(tmp, "BENCHMARKS.md")
-            env = dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
-            p = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--data", data,
-                                "--model", model, "--size", "32", "--work", os.path.join(tmp, "w"),
-                                "--out", out, "--parts", "extract", "--runs", "2",
-                                "--xfer", os.path.join(tmp, "no-xfer"),
-                                "--python", sys.executable,
-                                "--keras-python", os.path.join(tmp, "no-keras")],
-                               capture_output=True, text=True, env=env)
+            p, rows, text = run_driver(tmp, "extract", 2, os.path.join(tmp, "no-xfer"))
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-            with open(os.path.join(tmp, "w", "results.json")) as f:
-                rows = json.load(f)["rows"]
             self.assertEqual(len(rows["extract.ort"]["runs"]), 2)
             self.assertEqual(len(rows["extract.python"]["rss_kb"]), 2)
             self.assertEqual(rows["extract.ort"]["internal"][0]["images"], len(IMAGES))
             self.assertIn("not built", rows["extract.xfer"]["error"])
             self.assertIn("missing", rows["extract.keras"]["error"])
-            with open(out) as f:
-                text = f.read()
             self.assertIn("## 1. Extraction", text)
             self.assertIn("ONNX Runtime alone", text)
             self.assertIn("No GPU measured", text)
             vec = np.load(os.path.join(tmp, "w", "out", "python-vectors.npy"))
             self.assertEqual(vec.shape, (len(IMAGES), 8))
+
+    def test_serve_part_on_the_tiny_model(self):
+        """Part serve end to end on 2 images: both servers answer every
+        request at each level, xfer's split comes from its /metrics, xfer
+        exits 0 on SIGTERM, and section 7 is rendered."""
+        root = os.path.dirname(SCRIPTS)
+        xfer = next((p for p in (os.path.join(root, "target", b, "xfer") for b in ("release", "debug"))
+                     if os.path.exists(p)), None)
+        if xfer is None or "--max-batch" not in subprocess.run(
+                [xfer, "serve", "--help"], capture_output=True, text=True).stdout:
+            self.skipTest("no xfer binary with `serve` built (cargo build --bin xfer)")
+        with tempfile.TemporaryDirectory() as tmp:
+            p, rows, text = run_driver(tmp, "serve", 1, xfer, cwd=root)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertEqual(rows["serve.extract"]["images"], 2)
+            for key in ("serve.xfer", "serve.fastapi"):
+                self.assertNotIn("error", rows[key], rows[key].get("error"))
+                rec = rows[key]["internal"][0]
+                for k in ("1", "8", "32"):
+                    self.assertEqual((rec["levels"][k]["ok"], rec["levels"][k]["errors"]), (2, 0))
+            xrec = rows["serve.xfer"]["internal"][0]
+            self.assertEqual(xrec["exit"], 0)
+            self.assertEqual(xrec["split"]["1"]["xfer_batch_size_sum"], 2)
+            self.assertIn("## 7. Serving", text)
+            self.assertIn("FastAPI + uvicorn + onnxruntime", text)
 
     def test_python_pipeline_parquet_matches_predecoded_ort(self):
         """The Parquet the pipeline writes has the contract's columns and

@@ -29,7 +29,7 @@ use std::io::BufWriter;
 use std::path::Path;
 
 use rayon::prelude::*;
-use xfer_extract::model::{BaseModel, Device, ModelInfo};
+use xfer_extract::model::{BaseModel, Device, ModelInfo, SessionOptions};
 use xfer_extract::pixels::{self, PixelSpec, Resize};
 use xfer_features::{keys, FeatureMeta};
 use xfer_train::Head;
@@ -62,20 +62,15 @@ pub fn is_image_name(path: &Path) -> bool {
 pub fn run(args: PredictArgs) -> Result<u8> {
     xfer_train::check_simd_env()?;
     let cfg = PredictConfig::try_from(args)?;
-    let head = Head::load(&cfg.head)?;
-    let resize = head_resize(&cfg.head, head.meta())?;
-    let side = head_side(&cfg.head, head.meta())?;
     let work = inputs::collect(&cfg.inputs, is_image_name)?;
-
-    let mut model = BaseModel::open(&cfg.model, &cfg.session)?;
-    check_fits(&cfg.head, head.meta(), &cfg.model, model.info(), side)?;
-    if let (Some(why), false) = (model.fallback(), cfg.quiet) {
+    let mut classifier = Classifier::open(&cfg.model, &cfg.head, &cfg.session)?;
+    if let (Some(why), false) = (classifier.model().fallback(), cfg.quiet) {
         debug_assert_eq!(cfg.session.device, Device::Auto);
         eprintln!("xfer predict: running on CPU: the CUDA provider did not load: {why}");
     }
-    let spec = PixelSpec::new(side, resize, model.info().preprocess);
+    let spec = *classifier.spec();
 
-    let classes = head.classes();
+    let classes = classifier.head().classes();
     let path_width = work
         .iter()
         .map(|i| i.path().to_string_lossy().chars().count())
@@ -92,16 +87,7 @@ pub fn run(args: PredictArgs) -> Result<u8> {
         class_width,
     );
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads)
-        .thread_name(|i| format!("xfer-decode-{i}"))
-        .build()
-        .map_err(|e| {
-            Error::config(
-                "threads",
-                format!("cannot start {} threads: {e}", cfg.threads),
-            )
-        })?;
+    let pool = decode_pool(cfg.threads)?;
     let batches: Vec<&[Input]> = work.chunks(cfg.batch_size).collect();
     let mut failed = 0usize;
     let mut next = batches.first().map(|b| pool.install(|| decode(b, &spec)));
@@ -110,7 +96,7 @@ pub fn run(args: PredictArgs) -> Result<u8> {
         // Run this batch while the next one decodes.
         let (outcomes, following) = pool.install(|| {
             rayon::join(
-                || classify(&mut model, &head, &spec, decoded, top),
+                || classify(&mut classifier, decoded, top),
                 || batches.get(k + 1).map(|b| decode(b, &spec)),
             )
         });
@@ -138,6 +124,96 @@ pub fn run(args: PredictArgs) -> Result<u8> {
         );
     }
     Ok(u8::from(failed > 0))
+}
+
+/// The pool images are decoded on, beside ONNX Runtime's own threads:
+/// `threads` threads named `xfer-decode-N`.
+///
+/// # Errors
+/// [`Error::Config`] (`--threads`) when the threads cannot be started.
+pub fn decode_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("xfer-decode-{i}"))
+        .build()
+        .map_err(|e| Error::config("threads", format!("cannot start {threads} threads: {e}")))
+}
+
+/// A base and the head trained on its vectors, checked to belong together,
+/// with the pixels they take: what `xfer predict` runs, and what `xfer
+/// serve` keeps loaded.
+#[derive(Debug)]
+pub struct Classifier {
+    model: BaseModel,
+    head: Head,
+    spec: PixelSpec,
+}
+
+impl Classifier {
+    /// Loads the head, opens the base with `session`, refuses a head whose
+    /// vectors came from another base, and takes the input side, resize
+    /// filter and preprocessing from the head's metadata (PIL's pixel limit;
+    /// see [`Classifier::set_max_pixels`]).
+    ///
+    /// # Errors
+    /// An unreadable head or model, head metadata xfer cannot follow, or a
+    /// head trained for another model ([`Error::Mismatch`]).
+    pub fn open(model: &Path, head: &Path, session: &SessionOptions) -> Result<Self> {
+        let head_path = head;
+        let head = Head::load(head_path)?;
+        let resize = head_resize(head_path, head.meta())?;
+        let side = head_side(head_path, head.meta())?;
+        let base = BaseModel::open(model, session)?;
+        check_fits(head_path, head.meta(), model, base.info(), side)?;
+        let spec = PixelSpec::new(side, resize, base.info().preprocess);
+        Ok(Classifier {
+            model: base,
+            head,
+            spec,
+        })
+    }
+
+    /// How image bytes become this base's input.
+    pub fn spec(&self) -> &PixelSpec {
+        &self.spec
+    }
+
+    /// Refuses images of more than `max_pixels` pixels before decoding them.
+    pub fn set_max_pixels(&mut self, max_pixels: u64) {
+        self.spec.max_pixels = max_pixels;
+    }
+
+    /// The base model.
+    pub fn model(&self) -> &BaseModel {
+        &self.model
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Runs `n` images (`tensors` holds their CHW inputs of
+    /// [`PixelSpec::tensor_len`] floats each, in order) through the base and
+    /// the head in one ONNX Runtime call; returns each image's `top` most
+    /// probable classes, best first.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when ONNX Runtime fails or the lengths do not match.
+    pub fn classify(
+        &mut self,
+        tensors: &[f32],
+        n: usize,
+        top: usize,
+    ) -> Result<Vec<Vec<(String, f32)>>> {
+        let vectors = self.model.run(tensors, n, self.spec.size)?;
+        let probs = self.head.probabilities(&vectors, n);
+        let c = self.head.classes().len();
+        Ok(probs
+            .chunks_exact(c)
+            .map(|p| output::top_k(p, self.head.classes(), top))
+            .collect())
+    }
 }
 
 /// One batch's pixels: the CHW tensors of the images that decoded (in
@@ -170,26 +246,12 @@ fn decode(batch: &[Input], spec: &PixelSpec) -> Decoded {
     Decoded { tensors, status }
 }
 
-fn classify(
-    model: &mut BaseModel,
-    head: &Head,
-    spec: &PixelSpec,
-    d: Decoded,
-    top: usize,
-) -> Result<Vec<Outcome>> {
+fn classify(classifier: &mut Classifier, d: Decoded, top: usize) -> Result<Vec<Outcome>> {
     let n = d.status.iter().filter(|s| s.is_ok()).count();
-    let vectors = model.run(&d.tensors, n, spec.size)?;
-    let probs = head.probabilities(&vectors, n);
-    let c = head.classes().len();
-    let mut rows = probs.chunks_exact(c);
+    let mut rows = classifier.classify(&d.tensors, n, top)?.into_iter();
     Ok(d.status
         .into_iter()
-        .map(|st| {
-            st.map(|()| {
-                let p = rows.next().expect("one probability row per decoded image");
-                output::top_k(p, head.classes(), top)
-            })
-        })
+        .map(|st| st.map(|()| rows.next().expect("one result per decoded image")))
         .collect())
 }
 

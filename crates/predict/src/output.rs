@@ -32,7 +32,8 @@ pub fn top_k(probabilities: &[f32], classes: &[String], top: usize) -> Vec<(Stri
 // The JSON objects, as structs so the keys keep the contract's order.
 #[derive(Serialize)]
 struct JsonTop<'a> {
-    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
     top: Vec<JsonClass<'a>>,
 }
 
@@ -44,8 +45,36 @@ struct JsonClass<'a> {
 
 #[derive(Serialize)]
 struct JsonError<'a> {
-    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
     error: &'a str,
+}
+
+/// One image's JSON object as `xfer predict --json` prints it (one line,
+/// no newline): `{"path": ..., "top": [{"class": ..., "probability": ...},
+/// ...]}` or `{"path": ..., "error": ...}`; without `path` when it is
+/// `None` (the body `xfer serve` answers with).
+///
+/// # Errors
+/// When serialization fails (it does not for these types; kept for
+/// `serde_json`'s signature).
+pub fn json_object(path: Option<&str>, outcome: &Outcome) -> serde_json::Result<String> {
+    match outcome {
+        Ok(top) => serde_json::to_string(&JsonTop {
+            path,
+            top: top
+                .iter()
+                .map(|(class, probability)| JsonClass {
+                    class,
+                    probability: *probability,
+                })
+                .collect(),
+        }),
+        Err(reason) => serde_json::to_string(&JsonError {
+            path,
+            error: reason,
+        }),
+    }
 }
 
 /// Prints outcomes as a table or as JSON lines.
@@ -79,23 +108,7 @@ impl<W: Write> Printer<W> {
     pub fn print(&mut self, path: &Path, outcome: &Outcome) -> std::io::Result<()> {
         let shown = path.to_string_lossy();
         if self.json {
-            let line = match outcome {
-                Ok(top) => serde_json::to_string(&JsonTop {
-                    path: &shown,
-                    top: top
-                        .iter()
-                        .map(|(class, probability)| JsonClass {
-                            class,
-                            probability: *probability,
-                        })
-                        .collect(),
-                }),
-                Err(reason) => serde_json::to_string(&JsonError {
-                    path: &shown,
-                    error: reason,
-                }),
-            }
-            .map_err(std::io::Error::other)?;
+            let line = json_object(Some(&shown), outcome).map_err(std::io::Error::other)?;
             writeln!(self.out, "{line}")?;
         } else {
             if !self.header_done {
@@ -182,6 +195,14 @@ mod tests {
         assert_eq!(
             lines[1],
             serde_json::json!({"path": "bad\".jpg", "error": "cannot decode"})
+        );
+        assert_eq!(
+            json_object(None, &Ok(vec![("dog".into(), 0.75)])).unwrap(),
+            "{\"top\":[{\"class\":\"dog\",\"probability\":0.75}]}"
+        );
+        assert_eq!(
+            json_object(None, &Err("bad".into())).unwrap(),
+            "{\"error\":\"bad\"}"
         );
     }
 
