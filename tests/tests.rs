@@ -8,5 +8,6 @@ mod cli;
 mod device;
 mod extract;
 mod predict;
+mod quant;
 mod train;
 mod writers;
