@@ -91,6 +91,13 @@ class QuantizeTest(unittest.TestCase):
         self.assertGreater(cos.mean(), 0.98)
         self.assertFalse(np.array_equal(a, b))
 
+    def test_reduce_range_is_recorded(self):
+        out = os.path.join(self.dir, "rr.onnx")
+        code, err = run("quantize", "--model", self.fp32, "--data", self.data, "--out", out,
+                        "--images", "3", "--reduce-range")
+        self.assertEqual(code, 0, err)
+        self.assertIs(json.loads(props(out)["xfer.quant"])["reduce_range"], True)
+
     def test_calibration_images_spread_over_classes_by_seed(self):
         files = quantize.calibration_files(self.data, 7, 1)
         counts = {c: sum(f"/train/{c}/" in f for f in files) for c in "abc"}

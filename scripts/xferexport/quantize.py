@@ -2,6 +2,7 @@
 
   export_model.py quantize --model M.onnx --data DATA --out M-int8.onnx
                   [--images 100] [--seed 0] [--method minmax|entropy|percentile] [--size S]
+                  [--reduce-range]
 
 Why: on CPU `xfer extract` runs at ONNX Runtime's own fp32 speed, so the next step is a
 cheaper engine. ORT's int8 kernels (VNNI where the CPU has it) ran Xception 150 4.5x and
@@ -21,10 +22,15 @@ class. They are prepared exactly as `xfer extract` prepares them: the model's
 
 The int8 model keeps every metadata entry of the fp32 one and adds `xfer.quant`, a JSON
 string (type int8, format QDQ, per_channel, activations uint8, method, images, seed,
-size): `xfer extract` carries it into the feature files, where it is part of the model
-key, so int8 and fp32 vectors never mix in a cache or a split, and `xfer predict`
-refuses a head made on the other kind. Refused: a model without xfer metadata, one that
-already has `xfer.quant`, more images than the training folder holds.
+size, and reduce_range when set): `xfer extract` carries it into the feature files,
+where it is part of the model key, so int8 and fp32 vectors never mix in a cache or a
+split, and `xfer predict` refuses a head made on the other kind. Refused: a model
+without xfer metadata, one that already has `xfer.quant`, more images than the
+training folder holds.
+
+The int8 vectors depend on the CPU as well: without VNNI (AVX2 only), ORT's u8s8
+kernels saturate, and the vectors move much further from fp32's than with VNNI;
+--reduce-range (7-bit weights) is ORT's remedy there. docs/int8.md has the numbers.
 """
 import json
 import os
@@ -112,7 +118,8 @@ def _reader(files, input_name, size, preprocess):
     return Reader()
 
 
-def quantize(model_path, data, *, images=100, seed=0, method="minmax", size=None):
+def quantize(model_path, data, *, images=100, seed=0, method="minmax", size=None,
+             reduce_range=False):
     """The int8 model (an onnx.ModelProto) with the fp32 one's metadata and xfer.quant."""
     try:
         from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
@@ -148,10 +155,12 @@ def quantize(model_path, data, *, images=100, seed=0, method="minmax", size=None
         quantize_static(pre, out, _reader(files, props["xfer.input"], side, props["xfer.preprocess"]),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        calibrate_method=calib)
+                        calibrate_method=calib, reduce_range=reduce_range)
         model = onnx.load(out)
     quant = {"type": "int8", "format": "QDQ", "per_channel": True, "activations": "uint8",
              "method": method, "images": images, "seed": seed, "size": side}
+    if reduce_range:
+        quant["reduce_range"] = True
     props[QUANT_KEY] = json.dumps(quant, sort_keys=True, separators=(",", ":"))
     del model.metadata_props[:]
     helper.set_model_props(model, props)
@@ -163,7 +172,7 @@ def quantize(model_path, data, *, images=100, seed=0, method="minmax", size=None
 
 def build(args):
     return quantize(args.model, args.data, images=args.images, seed=args.seed, method=args.method,
-                    size=args.size)
+                    size=args.size, reduce_range=args.reduce_range)
 
 
 def add_parser(subparsers):
@@ -177,5 +186,8 @@ def add_parser(subparsers):
     p.add_argument("--method", choices=METHODS, default="minmax",
                    help="calibration of the activation ranges (default minmax)")
     p.add_argument("--size", type=int, help="input side (default: the model's xfer.default_size)")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights: ORT's advice for CPUs without VNNI (AVX2 only), where its "
+                        "u8s8 kernels saturate (docs/int8.md)")
     p.set_defaults(build=build)
     return p
