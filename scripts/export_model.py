@@ -10,7 +10,7 @@
   export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
 
 Needs only numpy, h5py and onnx (scripts/requirements.txt); quantize needs
-onnxruntime and PIL as well (scripts/requirements-dev.txt). The output is
+onnxruntime and PIL as well (also in scripts/requirements.txt). The output is
 written under a temporary name and renamed, so a failure leaves no file.
 """
 import argparse
