@@ -103,6 +103,7 @@ class QuantizeTest(unittest.TestCase):
         counts = {c: sum(f"/train/{c}/" in f for f in files) for c in "abc"}
         self.assertEqual(sorted(counts.values()), [2, 2, 3], counts)
         self.assertEqual(len(set(files)), 7)
+        self.assertEqual(len(quantize.calibration_files(self.data, None, 1)), 15, "all, under 100")
         self.assertEqual(files, quantize.calibration_files(self.data, 7, 1))
         self.assertNotEqual(sorted(files), sorted(quantize.calibration_files(self.data, 7, 2)))
 

@@ -25,8 +25,9 @@ string (type int8, format QDQ, per_channel, activations uint8, method, images, s
 size, and reduce_range when set): `xfer extract` carries it into the feature files,
 where it is part of the model key, so int8 and fp32 vectors never mix in a cache or a
 split, and `xfer predict` refuses a head made on the other kind. Refused: a model
-without xfer metadata, one that already has `xfer.quant`, more images than the
-training folder holds.
+without xfer metadata, one that already has `xfer.quant`, an --images larger than
+the training folder holds (without --images, a folder of fewer than 100 images gives
+all of them).
 
 The int8 vectors depend on the CPU as well: without VNNI (AVX2 only), ORT's u8s8
 kernels saturate, and the vectors move much further from fp32's than with VNNI;
@@ -45,6 +46,7 @@ from onnx import helper
 from . import ExportError
 
 METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_IMAGES = 100
 QUANT_KEY = "xfer.quant"
 
 
@@ -64,7 +66,8 @@ def _pixels():
 
 
 def calibration_files(data, n, seed):
-    """n image paths from DATA's training images, spread evenly over the classes."""
+    """n image paths from DATA's training images, spread evenly over the classes;
+    n None: DEFAULT_IMAGES, or all of them where there are fewer."""
     split_dir = os.path.join(data, "train") if os.path.isdir(os.path.join(data, "train")) else data
     if not os.path.isdir(split_dir):
         raise QuantizeError(f"{data}: no such data folder")
@@ -74,6 +77,8 @@ def calibration_files(data, n, seed):
     by_class = {c: [] for c in classes}
     for c, rel in files:
         by_class[c].append(os.path.join(split_dir, rel))
+    if n is None:
+        n = min(DEFAULT_IMAGES, len(files))
     if n < 1:
         raise QuantizeError(f"--images {n}: at least one image is needed")
     if n > len(files):
@@ -118,7 +123,7 @@ def _reader(files, input_name, size, preprocess):
     return Reader()
 
 
-def quantize(model_path, data, *, images=100, seed=0, method="minmax", size=None,
+def quantize(model_path, data, *, images=None, seed=0, method="minmax", size=None,
              reduce_range=False):
     """The int8 model (an onnx.ModelProto) with the fp32 one's metadata and xfer.quant."""
     try:
@@ -158,7 +163,7 @@ def quantize(model_path, data, *, images=100, seed=0, method="minmax", size=None
                         calibrate_method=calib, reduce_range=reduce_range)
         model = onnx.load(out)
     quant = {"type": "int8", "format": "QDQ", "per_channel": True, "activations": "uint8",
-             "method": method, "images": images, "seed": seed, "size": side}
+             "method": method, "images": len(files), "seed": seed, "size": side}
     if reduce_range:
         quant["reduce_range"] = True
     props[QUANT_KEY] = json.dumps(quant, sort_keys=True, separators=(",", ":"))
@@ -181,7 +186,8 @@ def add_parser(subparsers):
     p.add_argument("--model", required=True, help="the fp32 xfer base")
     p.add_argument("--data", required=True, help="images: DATA/train/<class>/ (or DATA/<class>/)")
     p.add_argument("--out", required=True, help="ONNX file to write")
-    p.add_argument("--images", type=int, default=100, help="calibration images (default 100)")
+    p.add_argument("--images", type=int,
+                   help=f"calibration images (default {DEFAULT_IMAGES}, or all where there are fewer)")
     p.add_argument("--seed", type=int, default=0, help="seed of the images' choice (default 0)")
     p.add_argument("--method", choices=METHODS, default="minmax",
                    help="calibration of the activation ranges (default minmax)")
