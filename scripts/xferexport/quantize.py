@@ -132,7 +132,7 @@ def quantize(model_path, data, *, images=None, seed=0, method="minmax", size=Non
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
         raise QuantizeError(f"onnxruntime.quantization is not importable ({e}); "
-                            "install scripts/requirements-dev.txt") from e
+                            "install scripts/requirements.txt") from e
     if method not in METHODS:
         raise QuantizeError(f"--method {method!r} is not one of {', '.join(METHODS)}")
     if not os.path.isfile(model_path):
