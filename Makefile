@@ -41,8 +41,21 @@ endif
 # weights (with the seed of random ones), size; a sweep (a list in LR, INNER
 # or DROPOUT) has its own run folder, apart from a single run's.
 WEIGHTS_NAME = $(if $(filter random,$(WEIGHTS)),random-s$(SEED),$(notdir $(basename $(WEIGHTS))))
-DEFAULT_MODEL = models/$(BACKBONE)-$(WEIGHTS_NAME).onnx
+FP32_MODEL   = models/$(BACKBONE)-$(WEIGHTS_NAME).onnx
+# QUANT=int8: the base is the fp32 one's int8 copy, models/<stem>-int8.onnx,
+# made from it by `export_model.py quantize` on DATA's training images
+# (QUANT_ARGS: --method, --images, --seed, --size; docs/int8.md), so the
+# model's stem, and with it the features and run folders, say -int8.
+QUANT       ?=
+QUANT_ARGS  ?=
+ifneq ($(filter-out int8,$(QUANT)),)
+$(error QUANT=$(QUANT): QUANT is int8, or empty for the fp32 base)
+endif
+DEFAULT_MODEL = $(if $(QUANT),$(basename $(FP32_MODEL))-$(QUANT).onnx,$(FP32_MODEL))
 MODEL       ?= $(DEFAULT_MODEL)
+# What `export_model.py <backbone>` writes: MODEL, or under QUANT the fp32
+# base the int8 copy is made from.
+EXPORTED     = $(if $(QUANT),$(FP32_MODEL),$(MODEL))
 # A MODEL of the user's own (an adopted export, say) is used as it is,
 # never exported over by `make features`.
 MODEL_DEP    = $(filter $(DEFAULT_MODEL),$(MODEL))
@@ -122,12 +135,17 @@ $(XFER): Cargo.toml Cargo.lock $(shell find src crates -name '*.rs' -o -name Car
 $(DEFAULT_DATA):
 	@$(PYTHON) scripts/provide.py data $@
 
-model: $(MODEL) ## export the base to ONNX (BACKBONE=xception|efficientnet-lite0|1|2, WEIGHTS=imagenet|random|PATH.h5 for xception)
+model: $(MODEL) ## export the base to ONNX (BACKBONE=xception|efficientnet-lite0|1|2, WEIGHTS=imagenet|random|PATH.h5 for xception; QUANT=int8 its int8 copy)
 
-$(MODEL): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.py) $(wildcard $(WEIGHTS))
+$(EXPORTED): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.py) $(wildcard $(WEIGHTS))
 	mkdir -p $(dir $@)
 	$(VPY) scripts/export_model.py $(BACKBONE) \
 	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
+
+ifneq ($(QUANT),)
+$(DEFAULT_MODEL): $(FP32_MODEL) $(DATA_DEP) scripts/xferexport/quantize.py
+	$(VPY) scripts/export_model.py quantize --model $(FP32_MODEL) --data $(DATA) --out $@ $(QUANT_ARGS)
+endif
 
 features: $(DATA_DEP) $(MODEL_DEP) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \

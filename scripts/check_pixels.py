@@ -39,7 +39,6 @@ import zlib
 import struct
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +100,8 @@ def run_xfer(xfer, data, model, out, size, resize, extra=()):
 
 def compare(data, out, size, resize, preprocess):
     """Max abs difference over every row of every split; also the rows' paths."""
+    import pyarrow.parquet as pq  # here, so export_model.py quantize needs no pyarrow
+
     worst, differing, rows, seen = 0.0, [], 0, []
     for name in sorted(os.listdir(out)):
         if not name.endswith(".parquet"):
@@ -240,6 +241,7 @@ def verify_features(out, data, model, resize="nearest"):
     import onnxruntime as ort
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     problems = []
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])

@@ -5,9 +5,12 @@
   export_model.py efficientnet-lite0|efficientnet-lite1|efficientnet-lite2 --out M.onnx
   export_model.py adopt --onnx IN.onnx --preprocess tf|torch|lite|raw [--size S]
                   [--input NAME] [--output NAME] [--name NAME] --out M.onnx
+  export_model.py quantize --model M.onnx --data DATA --out M-int8.onnx [--images 100]
+                  [--seed 0] [--method minmax|entropy|percentile] [--size S] [--reduce-range]
   export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
 
-Needs only numpy, h5py and onnx (scripts/requirements.txt). The output is
+Needs only numpy, h5py and onnx (scripts/requirements.txt); quantize needs
+onnxruntime and PIL as well (also in scripts/requirements.txt). The output is
 written under a temporary name and renamed, so a failure leaves no file.
 """
 import argparse
@@ -47,8 +50,9 @@ def main(argv=None):
         lite0.add_parser(sub)
     except ImportError:
         pass
-    from xferexport import adopt
+    from xferexport import adopt, quantize
     adopt.add_parser(sub)
+    quantize.add_parser(sub)
     try:
         from xferexport import classifier
         classifier.add_parser(sub)
@@ -66,7 +70,8 @@ def main(argv=None):
         return 1
     props = {p.key: p.value for p in model.metadata_props}
     print(f"wrote {args.out}: {props.get('xfer.backbone')} dim {props.get('xfer.dim')} "
-          f"pretrained={props.get('xfer.pretrained')} preprocess={props.get('xfer.preprocess')}")
+          f"pretrained={props.get('xfer.pretrained')} preprocess={props.get('xfer.preprocess')}"
+          + (f" quant={props['xfer.quant']}" if "xfer.quant" in props else ""))
     return 0
 
 

@@ -34,7 +34,7 @@ const RED: [u8; 3] = [210, 40, 30];
 const BLUE: [u8; 3] = [30, 60, 200];
 
 /// DATA/{train,validation}/{blue,red}/*.png: colour decides the class.
-fn dataset(root: &Path) -> PathBuf {
+pub(crate) fn dataset(root: &Path) -> PathBuf {
     let data = root.join("data");
     let mut specs = Vec::new();
     let names: Vec<String> = (0..8).map(|i| format!("{i:02}.png")).collect();
@@ -91,7 +91,7 @@ pub(crate) fn hand_head(root: &Path, features: &Path, inner: Option<usize>) -> P
 }
 
 /// `xfer predict --model MODEL --head HEAD`, ready for more arguments.
-fn predict(root: &Path, model: &Path, head: &Path) -> assert_cmd::Command {
+pub(crate) fn predict(root: &Path, model: &Path, head: &Path) -> assert_cmd::Command {
     let mut cmd = xfer(root);
     cmd.arg("predict")
         .arg("--model")

@@ -8,6 +8,7 @@ mod cli;
 mod device;
 mod extract;
 mod predict;
+mod quant;
 mod serve;
 mod train;
 mod writers;

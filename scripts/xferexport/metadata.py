@@ -17,7 +17,7 @@ Keys (all strings):
 
 Some exports add their own: xfer.padding (EfficientNet-Lite), xfer.classifier (ImageNet
 logits, checks only), xfer.adopted_from and xfer.adopt (adopt.py: the source file and
-what it changed).
+what it changed), xfer.quant (quantize.py: the int8 copy's settings, JSON).
 """
 import hashlib
 

@@ -115,6 +115,9 @@ pub struct ModelInfo {
     pub sha256: String,
     /// Fixed input side (height, width) if the graph fixes one.
     pub fixed_side: Option<(i64, i64)>,
+    /// `xfer.quant` (how `export_model.py quantize` made an int8 copy, as
+    /// JSON); `None` for a float model. Carried into the feature files.
+    pub quant: Option<String>,
 }
 
 /// An open base model: session, metadata, provider.
@@ -422,6 +425,7 @@ impl ModelInfo {
             output: need("xfer.output")?,
             sha256,
             fixed_side: None,
+            quant: get(xfer_features::keys::QUANT),
         })
     }
 }

@@ -71,7 +71,12 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         preprocess: info.preprocess.name().into(),
         dim: info.dim,
         pretrained: info.pretrained,
-        extra: Default::default(),
+        // An int8 model's xfer.quant: part of the model key from here on.
+        extra: info
+            .quant
+            .iter()
+            .map(|q| (xfer_features::keys::QUANT.to_string(), q.clone()))
+            .collect(),
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)

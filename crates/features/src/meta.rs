@@ -30,7 +30,15 @@ pub mod keys {
     pub const PRETRAINED: &str = "xfer.pretrained";
     /// Layout version, see [`super::SCHEMA_VERSION`].
     pub const SCHEMA_VERSION: &str = "xfer.schema_version";
+    /// How the model was quantized (a JSON string written by
+    /// `export_model.py quantize`); absent for a float model. Kept in
+    /// [`super::FeatureMeta::extra`] and part of the model key.
+    pub const QUANT: &str = "xfer.quant";
 }
+
+/// The value [`FeatureMeta::quant`] gives a file without `xfer.quant`: its
+/// vectors come from a float (fp32) model.
+pub const NOT_QUANTIZED: &str = "none (fp32)";
 
 /// The `xfer.*` metadata of a feature file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +80,21 @@ impl FeatureMeta {
         }
     }
 
+    /// `xfer.quant`, or [`NOT_QUANTIZED`] for vectors of a float model.
+    pub fn quant(&self) -> &str {
+        self.extra
+            .get(keys::QUANT)
+            .map_or(NOT_QUANTIZED, String::as_str)
+    }
+
     /// The entries that identify the vectors' origin: two files whose keys
     /// differ hold vectors that must never be mixed or fed to the same head.
+    /// `xfer.quant` comes before the model's sha256 (which differs too) so
+    /// that int8 against fp32 is what a message names.
     pub fn model_key(&self) -> Vec<(&'static str, String)> {
         vec![
             (keys::BACKBONE, self.backbone.clone()),
+            (keys::QUANT, self.quant().to_string()),
             (keys::MODEL_SHA256, self.model_sha256.clone()),
             (keys::SIZE, self.size.clone()),
             (keys::RESIZE, self.resize.clone()),
@@ -89,9 +107,11 @@ impl FeatureMeta {
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let classes = serde_json::to_string(&self.classes).expect("strings serialize");
         let mut out = vec![(keys::CLASSES.to_string(), classes)];
+        // xfer.quant is written from `extra`, where it is, and only when set.
         out.extend(
             self.model_key()
                 .into_iter()
+                .filter(|(k, _)| *k != keys::QUANT)
                 .map(|(k, v)| (k.to_string(), v)),
         );
         out.push((keys::PRETRAINED.into(), self.pretrained.to_string()));
@@ -225,6 +245,31 @@ mod tests {
     fn missing_key_is_named() {
         let err = FeatureMeta::from_pairs([(keys::CLASSES, "[]")]).unwrap_err();
         assert_eq!(err.0, keys::DIM);
+    }
+
+    #[test]
+    fn quant_is_part_of_the_model_key_and_named_before_the_sha256() {
+        let fp32 = FeatureMeta::new(vec!["x".into()], 3);
+        let mut int8 = fp32.clone();
+        int8.model_sha256 = "other".into();
+        int8.extra
+            .insert(keys::QUANT.into(), "{\"type\":\"int8\"}".into());
+        assert_eq!(fp32.quant(), NOT_QUANTIZED);
+        let (key, a, b) = fp32.first_difference(&int8).unwrap();
+        assert_eq!(
+            (key.as_str(), a.as_str(), b.as_str()),
+            (keys::QUANT, NOT_QUANTIZED, "{\"type\":\"int8\"}")
+        );
+        // Only the int8 file carries the entry, once; both round-trip.
+        let pairs = int8.to_pairs();
+        assert_eq!(pairs.iter().filter(|(k, _)| k == keys::QUANT).count(), 1);
+        assert!(!fp32.to_pairs().iter().any(|(k, _)| k == keys::QUANT));
+        for m in [&fp32, &int8] {
+            let pairs = m.to_pairs();
+            let back = FeatureMeta::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .unwrap();
+            assert_eq!(&back, m);
+        }
     }
 
     #[test]

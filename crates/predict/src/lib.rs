@@ -31,7 +31,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use xfer_extract::model::{BaseModel, Device, ModelInfo, SessionOptions};
 use xfer_extract::pixels::{self, PixelSpec, Resize};
-use xfer_features::{keys, FeatureMeta};
+use xfer_features::{keys, FeatureMeta, NOT_QUANTIZED};
 use xfer_train::Head;
 
 pub use args::{PredictArgs, PredictConfig};
@@ -323,6 +323,12 @@ fn check_fits(
             info.preprocess.name().to_string(),
         ),
         (keys::DIM, meta.dim.to_string(), info.dim.to_string()),
+        // Before the sha256 (which differs too), so int8 against fp32 is named.
+        (
+            keys::QUANT,
+            meta.quant().to_string(),
+            info.quant.clone().unwrap_or_else(|| NOT_QUANTIZED.into()),
+        ),
         (
             keys::MODEL_SHA256,
             meta.model_sha256.clone(),
@@ -366,6 +372,7 @@ mod tests {
             output: "features".into(),
             sha256: "ab".repeat(32),
             fixed_side: None,
+            quant: None,
         }
     }
 
@@ -433,6 +440,38 @@ mod tests {
             msg.contains("h.st does not fit m.onnx") && msg.contains(&"ef".repeat(32)),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn int8_and_fp32_are_refused_both_ways_naming_xfer_quant() {
+        let q = r#"{"format":"QDQ","method":"minmax","type":"int8"}"#;
+        // A head made on int8 vectors with the fp32 model (whose sha256
+        // differs too: the quantization is what is named).
+        let mut int8_head = meta();
+        int8_head.extra.insert(keys::QUANT.into(), q.into());
+        int8_head.model_sha256 = "cd".repeat(32);
+        let err = check_fits(
+            Path::new("h.st"),
+            &int8_head,
+            Path::new("m.onnx"),
+            &info(),
+            32,
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(key_of(err), keys::QUANT);
+        assert!(
+            msg.contains("`xfer.quant`") && msg.contains("int8") && msg.contains(NOT_QUANTIZED),
+            "{msg}"
+        );
+        // A head made on fp32 vectors with the int8 model.
+        let mut int8_model = info();
+        int8_model.quant = Some(q.into());
+        int8_model.sha256 = "cd".repeat(32);
+        let err = check_fits(Path::new("h"), &meta(), Path::new("m"), &int8_model, 32).unwrap_err();
+        assert_eq!(key_of(err), keys::QUANT);
+        // Both int8 from the same file: fits.
+        check_fits(Path::new("h"), &int8_head, Path::new("m"), &int8_model, 32).unwrap();
     }
 
     #[test]
