@@ -58,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// No notes on stderr (the CUDA fallback).
-    #[arg(long)]
+    #[arg(long, short)]
     pub quiet: bool,
 }
 
