@@ -67,19 +67,29 @@ impl ImageHashes {
     }
 
     /// Remembers `entries` (path, identity, sha256) for output `path`,
-    /// leaving out files too recently changed to be trusted. A failure to
-    /// write is not an error: the next run reads the images again.
+    /// leaving out files too recently changed to be trusted; nothing is
+    /// written when that is what `self` (the memo as loaded) already holds,
+    /// so a rerun with nothing new writes nothing. A failure to write is not
+    /// an error: the next run reads the images again.
     pub(crate) fn save<'a>(
+        &self,
         path: &Path,
         entries: impl Iterator<Item = (&'a str, FileId, [u8; 32])>,
     ) {
         let now = SystemTime::now();
-        let map: serde_json::Map<String, Value> = entries
+        let keep: HashMap<String, (FileId, [u8; 32])> = entries
             .filter(|(_, id, _)| file_id::settled(id, now))
-            .map(|(rel, id, sha)| {
+            .map(|(rel, id, sha)| (rel.to_string(), (id, sha)))
+            .collect();
+        if keep == self.known {
+            return;
+        }
+        let map: serde_json::Map<String, Value> = keep
+            .into_iter()
+            .map(|(rel, (id, sha))| {
                 let mut a: Vec<Value> = id.iter().map(|&x| x.into()).collect();
                 a.push(hex::encode(sha).into());
-                (rel.to_string(), Value::Array(a))
+                (rel, Value::Array(a))
             })
             .collect();
         let text = serde_json::to_vec(&map).expect("JSON values serialize");
@@ -97,12 +107,19 @@ mod tests {
         let out = dir.path().join("train.parquet");
         let old: FileId = [1, 2, 3, 1_000_000, 5, 1_000_000, 7];
         let fresh: FileId = [1, 2, 3, i64::MAX / 4, 0, i64::MAX / 4, 0];
-        ImageHashes::save(
-            &out,
-            [("a/1.png", old, [9u8; 32]), ("a/2.png", fresh, [8u8; 32])].into_iter(),
-        );
-        assert!(dir.path().join(".train.parquet.hashes").is_file());
+        let entries = [("a/1.png", old, [9u8; 32]), ("a/2.png", fresh, [8u8; 32])];
+        ImageHashes::default().save(&out, entries.into_iter());
+        let memo = dir.path().join(".train.parquet.hashes");
+        assert!(memo.is_file());
         let m = ImageHashes::load(&out);
+        // The same entries again: the file is not rewritten.
+        let written = std::fs::metadata(&memo).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        m.save(&out, entries.into_iter());
+        assert_eq!(
+            std::fs::metadata(&memo).unwrap().modified().unwrap(),
+            written
+        );
         assert_eq!(m.get("a/1.png", &old), Some([9; 32]));
         let mut moved = old;
         moved[6] += 1;

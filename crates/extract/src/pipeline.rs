@@ -298,7 +298,7 @@ pub(crate) fn extract(
     if !unchanged {
         assemble(&final_path, &cache, &done, &job, ctx.meta)?;
     }
-    ImageHashes::save(
+    hashes.save(
         &final_path,
         done.iter().filter_map(|&(i, _, sha)| {
             let (id, seen) = ids[i]?;
