@@ -100,7 +100,7 @@ CARGO       ?= cargo
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
 .PHONY: help setup ort features train model test lint fmt bench check-export check-lite check-lite0 check-train \
-        check-pixels report clean study-lite0 study-augment check-augment check-gpu-libs check-slurm
+        check-pixels report clean study-lite0 study-lite study-augment check-augment check-gpu-libs check-slurm
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -202,6 +202,9 @@ check-augment: $(DATA_DEP) $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extra
 
 study-lite0: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0 accuracy study (150 and 224, lr sweep, inner layer, 3 seeds; make's model and features folders) into docs/accuracy-lite0.md
 	$(VPY) scripts/study_lite0.py --data $(DATA)
+
+study-lite: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0/1/2 accuracy study (native sizes and 299, Dense(10) and inner 100 + dropout 0.2, 5 rates, 3 seeds; make's model and features folders) into docs/accuracy-lite.md (STUDY_ARGS=--bases lite2:299)
+	$(VPY) scripts/study_lite.py --data $(DATA) $(STUDY_ARGS)
 
 check-lite: $(DATA_DEP) $(VENV)/.done ## prove an EfficientNet-Lite conversion (BACKBONE=efficientnet-lite0|1|2, default lite0): ImageNet names for DATA's validation images
 	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding \
