@@ -339,6 +339,17 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).trim().to_string()
 }
 
+/// The model path names a file, or the error that says it does not.
+pub(crate) fn require_file(path: &Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(Error::Model {
+        path: path.into(),
+        reason: "no such model file".into(),
+    })
+}
+
 impl ModelInfo {
     /// Reads the model's `xfer.*` metadata and hashes the file, without
     /// building a session (a rerun with nothing to encode needs no more).
@@ -349,23 +360,13 @@ impl ModelInfo {
     /// [`Error::Model`] for a file that is not an xfer base; [`Error::Io`]
     /// when it cannot be read.
     pub fn from_file(path: &Path) -> Result<ModelInfo> {
-        if !path.is_file() {
-            return Err(Error::Model {
-                path: path.into(),
-                reason: "no such model file".into(),
-            });
-        }
+        require_file(path)?;
         ModelInfo::with_hash(path, sha256_file(path)?)
     }
 
-    /// [`ModelInfo::from_file`] with the file's sha256 already known.
+    /// [`ModelInfo::from_file`] with the file's sha256 already known (so
+    /// the file was checked by [`require_file`] and read).
     pub(crate) fn with_hash(path: &Path, sha256: String) -> Result<ModelInfo> {
-        if !path.is_file() {
-            return Err(Error::Model {
-                path: path.into(),
-                reason: "no such model file".into(),
-            });
-        }
         ModelInfo::from_props(&onnx_meta::read(path)?, path, sha256)
     }
 

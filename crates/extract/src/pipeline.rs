@@ -90,6 +90,20 @@ pub(crate) struct Job<'a> {
     pub(crate) augment: Option<&'a Augment>,
 }
 
+impl Job<'_> {
+    /// Image `i` skipped for `reason`, at its place in the walk.
+    fn skip(&self, i: usize, reason: String) -> (usize, Skip) {
+        let (pos, item) = self.images[i];
+        (
+            pos,
+            Skip {
+                rel: item.rel.clone(),
+                reason,
+            },
+        )
+    }
+}
+
 enum Prepared {
     Pixels(Vec<f32>, [u8; 32], FileId),
     Bad(String),
@@ -228,14 +242,7 @@ pub(crate) fn extract(
                     s
                 }
                 Err(reason) => {
-                    let (pos, item) = job.images[i];
-                    skips.push((
-                        pos,
-                        Skip {
-                            rel: item.rel.clone(),
-                            reason,
-                        },
-                    ));
+                    skips.push(job.skip(i, reason));
                     Status::Bad
                 }
             })
@@ -426,14 +433,7 @@ fn encode(
                 match p {
                     Prepared::Bad(reason) => {
                         status[i] = Status::Bad;
-                        let (pos, item) = job.images[i];
-                        skips.push((
-                            pos,
-                            Skip {
-                                rel: item.rel.clone(),
-                                reason,
-                            },
-                        ));
+                        skips.push(job.skip(i, reason));
                     }
                     Prepared::Pixels(x, sha, id) => {
                         ids[i] = Some((id, sha));

@@ -13,11 +13,11 @@ use xfer_features::{shard_file_name, FeatureMeta};
 use crate::augment;
 use crate::config::Config;
 use crate::lazy::LazyModel;
-use crate::model_hash;
 use crate::pipeline::{self, Ctx, Job};
 use crate::pixels::PixelSpec;
 use crate::report::{self, Skip};
 use crate::walk::{self, Entry};
+use crate::{model, model_hash};
 use crate::{Error, Result};
 
 pub(crate) fn run(cfg: Config) -> Result<u8> {
@@ -46,12 +46,7 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
     }
 
     // Metadata and hash only: the session opens when a batch needs it.
-    if !cfg.model.is_file() {
-        return Err(Error::Model {
-            path: cfg.model.clone(),
-            reason: "no such model file".into(),
-        });
-    }
+    model::require_file(&cfg.model)?;
     xfer_features::create_dir(&cfg.out)?;
     let sha256 = model_hash::sha256(&cfg.model, &cfg.out)?;
     let mut model = LazyModel::new(&cfg.model, sha256, cfg.session, cfg.size, cfg.quiet)?;
