@@ -36,7 +36,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite0 study)
     BATCH, DROPOUT, EPOCHS, INNER, PY, REPO, XFER, Study, baseline_of, cell,
-    check_run, duration, errors_note, extract_lines, load_json, pct, read_summary,
+    check_run, commands_and_checks, duration, errors_note, extract_lines, load_json, pct,
+    read_summary,
     repo_relative)
 
 DEFAULT_DATA = "../shared/clothing-dataset-small"
@@ -237,23 +238,7 @@ def report(runs, meta, log):
       "it writes this file). The models and features folders are the ones `make model` "
       "and `make features` make, so a study after them encodes nothing again. One by "
       "one, with the wall seconds each took:\n")
-    w("```")
-    for e in log:
-        if e.get("reused"):
-            w(f"{e['command']}    # not run: {e['reused']} was there")
-        else:
-            w(f"{e['command']}    # {e['seconds']} s")
-    w("```\n")
-
-    w("## Inconsistencies\n")
-    if problems:
-        for p in problems:
-            w(f"- {p}")
-    else:
-        w("None: summary.csv, history.json and metrics.json agree on every run's best "
-          "epoch and accuracy, run.json records the requested seed and size, and the "
-          "baseline is the same for every seed on the same features.")
-    w("")
+    commands_and_checks(w, log, problems)
     return "\n".join(out), problems
 
 

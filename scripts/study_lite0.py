@@ -380,6 +380,13 @@ def report(runs, seeds, data, log, meta):
       "and features folders are the ones `make model` and `make features` make, so a "
       "study after them encodes nothing again. One by one, with the wall seconds each "
       "took:\n")
+    commands_and_checks(w, log, problems)
+    return "\n".join(out), problems
+
+
+def commands_and_checks(w, log, problems):
+    """The report's end, shared with study_lite.py: every command with the
+    seconds it took, then what the cross-checks found."""
     w("```")
     for e in log:
         if e.get("reused"):
@@ -397,7 +404,6 @@ def report(runs, seeds, data, log, meta):
           "epoch and accuracy, run.json records the requested seed and size, and the "
           "baseline is the same for every seed on the same features.")
     w("")
-    return "\n".join(out), problems
 
 
 def main():
