@@ -76,8 +76,12 @@ pub struct SessionOptions {
     pub device: Device,
     /// ONNX Runtime intra-op threads (`None`: one per core).
     pub threads: Option<usize>,
-    /// Whether idle ONNX Runtime threads spin (fast hand-off, but they take
-    /// CPU from image decoding running beside them).
+    /// Whether idle ONNX Runtime threads spin between the operators of one
+    /// run (fast hand-off, but they take CPU from image decoding running
+    /// beside them). They stop spinning when the run returns
+    /// (`session.force_spinning_stop`): with the tiny test model, spinning
+    /// on after each run took 45% of `xfer extract`'s CPU (perf), time the
+    /// decoder needed for the next batch.
     pub spin: bool,
 }
 
@@ -310,6 +314,10 @@ fn builder(
         "session.intra_op.allow_spinning",
         if opts.spin { "1" } else { "0" },
     )?;
+    if opts.spin {
+        // Spin inside a run only: after it, the decoder takes the cores.
+        b = b.with_config_entry("session.force_spinning_stop", "1")?;
+    }
     Ok(b)
 }
 
