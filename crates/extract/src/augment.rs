@@ -211,6 +211,7 @@ impl Augment {
     ///
     /// # Errors
     /// [`BadImage`] as [`pixels::from_bytes`].
+    #[cfg(test)]
     pub(crate) fn pixels(
         &self,
         bytes: &[u8],
@@ -218,6 +219,23 @@ impl Augment {
         rel: &str,
         view: u32,
     ) -> Result<Vec<f32>, BadImage> {
+        let mut out = vec![0.0; spec.tensor_len()];
+        self.pixels_into(bytes, spec, rel, view, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Augment::pixels`] writing into `out` (a slot of a batch buffer).
+    ///
+    /// # Errors
+    /// As [`Augment::pixels`].
+    pub(crate) fn pixels_into(
+        &self,
+        bytes: &[u8],
+        spec: &PixelSpec,
+        rel: &str,
+        view: u32,
+        out: &mut [f32],
+    ) -> Result<(), BadImage> {
         let rgb = pixels::rgb_from_bytes(bytes, spec)?;
         let p = self.params(rel, view, rgb.height, rgb.width);
         let mut hwc = match p.matrix(rgb.height, rgb.width) {
@@ -225,14 +243,13 @@ impl Augment {
             None => rgb.data.iter().map(|&v| f32::from(v)).collect(),
         };
         flip(&mut hwc, rgb.width, rgb.height, p);
-        let mut out = vec![0.0; spec.tensor_len()];
         let plane = rgb.width as usize * rgb.height as usize;
         for (i, px) in hwc.chunks_exact(3).enumerate() {
             for (c, &v) in px.iter().enumerate() {
                 out[c * plane + i] = spec.preprocess.apply_f32(v, c);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The settings as the JSON of the views file's `xfer.augment` entry.

@@ -115,7 +115,8 @@ impl TryFrom<ExtractArgs> for Config {
         let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
         let augment = augment(&a.augment)?;
         // ORT's threads spin only when decoding never runs beside them
-        // (see `Config::alternate`).
+        // (see `Config::alternate`; a CUDA session never spins, as decoding
+        // overlaps it: `model::cuda_session`).
         let alternate = threads >= cores;
         let session = SessionOptions {
             device: a.device,

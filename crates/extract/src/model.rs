@@ -338,7 +338,13 @@ fn cuda_session(
     cuda::prepare(&lib, order)?;
     let failed = |e: &dyn fmt::Display| Unavailable::Failed(first_line(&e.to_string()));
     let cuda = ort::ep::CUDA::default().build().error_on_failure();
-    let b = builder(env, opts).map_err(|e| failed(&e))?;
+    // On the GPU, decoding overlaps inference (the pipeline takes turns on
+    // the CPU provider only), so ORT's CPU threads must never spin.
+    let quiet = SessionOptions {
+        spin: false,
+        ..*opts
+    };
+    let b = builder(env, &quiet).map_err(|e| failed(&e))?;
     let mut b = b.with_execution_providers([cuda]).map_err(|e| failed(&e))?;
     b.commit_from_file(path).map_err(|e| failed(&e))
 }

@@ -11,12 +11,15 @@
 //! whose session is built on that first need ([`crate::lazy`]). A rerun with
 //! nothing new builds none.
 //!
-//! **Overlap.** A producer thread takes the images left a batch at a time
-//! and prepares each batch on the rayon pool (read, sha256, decode, resize,
-//! preprocess). A bounded channel of [`QUEUE`] batches hands them to this
+//! **Overlap.** A producer thread takes the images left a few batches at a
+//! time ([`batches_per_step`]) and prepares them on the rayon pool (read,
+//! sha256, decode, resize, preprocess), each image straight into its slot
+//! of its batch's buffer, the buffer ONNX Runtime then reads: pixels are
+//! never copied. A bounded channel of [`QUEUE`] batches hands them to this
 //! thread, which runs ONNX Runtime (its own intra-op threads) while the
-//! next batches decode. Memory holds at most `QUEUE + 2` batches of pixels,
-//! whatever the data set's size.
+//! next batches decode. Memory holds at most `QUEUE + 1` batches of pixels
+//! plus one step's (at most [`STEP_BYTES`], or one batch where a batch is
+//! larger), whatever the data set's size.
 //!
 //! **Taking turns.** When ONNX Runtime's threads fill every core
 //! ([`Ctx::alternate`]), the producer prepares a batch only when this
@@ -63,6 +66,10 @@ const QUEUE: usize = 2;
 /// Rows per row group of the final file.
 const ROW_GROUP: usize = 1024;
 
+/// Most bytes of pixels one parallel step of the producer prepares
+/// ([`batches_per_step`]).
+const STEP_BYTES: usize = 256 << 20;
+
 /// What the run needs besides the images.
 pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a Path,
@@ -104,12 +111,31 @@ impl Job<'_> {
     }
 }
 
+/// What preparing one image gave: its identity, or why it was skipped.
+/// Its pixels are in the batch's buffer ([`Batch`]).
 enum Prepared {
-    Pixels(Vec<f32>, [u8; 32], FileId),
+    Pixels([u8; 32], FileId),
     Bad(String),
 }
 
-fn prepare(item: &Item, view: i32, spec: &PixelSpec, augment: Option<&Augment>) -> Prepared {
+/// Consecutive images of `todo`, prepared: `pixels` holds one slot of
+/// [`PixelSpec::tensor_len`] floats per image, in order (a bad image's
+/// slot is left as it was).
+struct Batch {
+    /// Position in `todo` of the first image.
+    first: usize,
+    pixels: Vec<f32>,
+    prepared: Vec<Prepared>,
+}
+
+/// Prepares one image straight into its slot of the batch buffer.
+fn prepare(
+    item: &Item,
+    view: i32,
+    spec: &PixelSpec,
+    augment: Option<&Augment>,
+    out: &mut [f32],
+) -> Prepared {
     // The identity before the bytes: a change after it shows as another
     // identity next time, never as a stale hash trusted.
     let read = pixels::image_file_meta(&item.path)
@@ -120,13 +146,59 @@ fn prepare(item: &Item, view: i32, spec: &PixelSpec, augment: Option<&Augment>) 
     };
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     let x = match (view, augment) {
-        (v @ 1.., Some(a)) => a.pixels(&bytes, spec, &item.rel, v.unsigned_abs()),
-        _ => pixels::from_bytes(&bytes, spec),
+        (v @ 1.., Some(a)) => a.pixels_into(&bytes, spec, &item.rel, v.unsigned_abs(), out),
+        _ => pixels::from_bytes_into(&bytes, spec, out),
     };
     match x {
-        Ok(x) => Prepared::Pixels(x, sha, id),
+        Ok(()) => Prepared::Pixels(sha, id),
         Err(e) => Prepared::Bad(e.0),
     }
+}
+
+/// Batches prepared in one parallel step, so that no core idles at the
+/// end of one small batch when there are many threads: enough for four
+/// images per thread, but never more than [`STEP_BYTES`] of pixels (one
+/// batch at least).
+fn batches_per_step(batch: usize, threads: usize, spec: &PixelSpec) -> usize {
+    let want = (4 * threads).div_ceil(batch).max(1);
+    let batch_bytes = batch * spec.tensor_len() * std::mem::size_of::<f32>();
+    want.min((STEP_BYTES / batch_bytes.max(1)).max(1))
+}
+
+/// Prepares the images `chunk` (indexes into the job, from position
+/// `first` of `todo`) on the pool, each into its slot of one of the
+/// chunk's batch buffers.
+fn prepare_step(job: &Job<'_>, chunk: &[usize], first: usize, ctx: &Ctx<'_>) -> Vec<Batch> {
+    let len = ctx.spec.tensor_len();
+    let mut batches: Vec<Batch> = chunk
+        .chunks(ctx.batch_size)
+        .scan(first, |at, c| {
+            let b = Batch {
+                first: *at,
+                pixels: vec![0.0; c.len() * len],
+                prepared: Vec::with_capacity(c.len()),
+            };
+            *at += c.len();
+            Some(b)
+        })
+        .collect();
+    let slots: Vec<&mut [f32]> = batches
+        .iter_mut()
+        .flat_map(|b| b.pixels.chunks_exact_mut(len))
+        .collect();
+    let prepared: Vec<Prepared> = ctx.pool.install(|| {
+        chunk
+            .par_iter()
+            .zip(slots)
+            .map(|(&i, out)| prepare(job.images[i].1, job.views[i], &ctx.spec, job.augment, out))
+            .collect()
+    });
+    let mut prepared = prepared.into_iter();
+    for b in &mut batches {
+        let n = b.pixels.len() / len;
+        b.prepared.extend(prepared.by_ref().take(n));
+    }
+    batches
 }
 
 #[derive(Clone, Copy)]
@@ -365,23 +437,15 @@ fn encode(
     let dim = ctx.meta.dim;
 
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<Prepared>)>(QUEUE);
-        let (images, views, augment, spec, pool, batch) = (
-            &job.images,
-            &job.views,
-            job.augment,
-            &ctx.spec,
-            ctx.pool,
-            ctx.batch_size,
-        );
-        // Several batches per parallel step when there are many threads, so
-        // that no core idles at the end of one small batch; one at a time
-        // when taking turns, each asked for by the model's thread.
-        let step = if alternate {
-            batch
-        } else {
-            batch * (4 * pool.current_num_threads()).div_ceil(batch).max(1)
-        };
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(QUEUE);
+        // One batch at a time when taking turns, each asked for by the
+        // model's thread; else several per parallel step.
+        let step = ctx.batch_size
+            * if alternate {
+                1
+            } else {
+                batches_per_step(ctx.batch_size, ctx.pool.current_num_threads(), &ctx.spec)
+            };
         let (want_tx, want_rx) = crossbeam_channel::unbounded::<()>();
         let want_tx = alternate.then_some(want_tx);
         let ask = || {
@@ -395,21 +459,10 @@ fn encode(
                 if alternate && want_rx.recv().is_err() {
                     return; // the consumer stopped
                 }
-                let mut prepared: Vec<Prepared> = pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .map(|&i| prepare(images[i].1, views[i], spec, augment))
-                        .collect()
-                });
-                let mut first = c * step;
-                while !prepared.is_empty() {
-                    let rest = prepared.split_off(batch.min(prepared.len()));
-                    let n = prepared.len();
-                    if tx.send((first, prepared)).is_err() {
+                for b in prepare_step(job, chunk, c * step, ctx) {
+                    if tx.send(b).is_err() {
                         return; // the consumer stopped on an error
                     }
-                    first += n;
-                    prepared = rest;
                 }
             }
         });
@@ -423,9 +476,14 @@ fn encode(
             Ok(())
         });
         let mut seq = 0usize;
-        for (first, prepared) in rx {
+        let len = ctx.spec.tensor_len();
+        for batch in rx {
+            let Batch {
+                first,
+                mut pixels,
+                prepared,
+            } = batch;
             let handled = prepared.len();
-            let mut pixels = Vec::new();
             let mut which = Vec::new();
             let mut shas = Vec::new();
             for (k, p) in prepared.into_iter().enumerate() {
@@ -435,17 +493,20 @@ fn encode(
                         status[i] = Status::Bad;
                         skips.push(job.skip(i, reason));
                     }
-                    Prepared::Pixels(x, sha, id) => {
+                    Prepared::Pixels(sha, id) => {
                         ids[i] = Some((id, sha));
-                        if pixels.is_empty() {
-                            pixels.reserve(x.len() * ctx.batch_size);
+                        // Close the gap a bad image left (rare: a copy
+                        // only then).
+                        let to = which.len();
+                        if to != k {
+                            pixels.copy_within(k * len..(k + 1) * len, to * len);
                         }
-                        pixels.extend_from_slice(&x);
                         which.push(i);
                         shas.push(sha);
                     }
                 }
             }
+            pixels.truncate(which.len() * len);
             let count = which.len();
             if count > 0 {
                 let t = Instant::now();
@@ -542,4 +603,30 @@ fn assemble(
     }
     writer.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pixels::{Preprocess, Resize};
+
+    #[test]
+    fn a_step_is_four_images_per_thread_within_its_byte_budget() {
+        let small = PixelSpec::new(150, Resize::Nearest, Preprocess::Tf);
+        assert_eq!(batches_per_step(32, 2, &small), 1);
+        assert_eq!(batches_per_step(32, 16, &small), 2);
+        assert_eq!(batches_per_step(8, 16, &small), 8);
+        // 4096 x 4096 pixels are 201 MB an image: one batch a step, not
+        // the 64 images (13 GB) four per thread would be.
+        let huge = PixelSpec::new(4096, Resize::Nearest, Preprocess::Tf);
+        assert_eq!(batches_per_step(32, 16, &huge), 1);
+        assert_eq!(batches_per_step(1, 16, &huge), 1);
+        let step = batches_per_step(
+            1,
+            64,
+            &PixelSpec::new(1024, Resize::Nearest, Preprocess::Tf),
+        );
+        assert!(step * 1024 * 1024 * 3 * 4 <= STEP_BYTES, "{step}");
+        assert!(step > 1);
+    }
 }
