@@ -636,7 +636,9 @@ class Bench:
             start = datetime.datetime.now().isoformat(timespec="seconds")
             self.log(f"part {part}: load {load_now()}")
             getattr(self, f"part_{part}")()
-            self.results["parts"][part] = {"started": start, "seconds": round(time.time() - t0, 1)}
+            self.results["parts"][part] = {"started": start, "seconds": round(time.time() - t0, 1),
+                                           "commit": self.results["meta"].get("commit"),
+                                           "dirty": self.results["meta"].get("dirty")}
             self.save()
             write_report(self.results, self.a.out)
         write_report(self.results, self.a.out)
@@ -803,8 +805,19 @@ class Report:
         self.w(f"- Data: `{m.get('data', '?')}` (train + validation, {m.get('images', '?')} "
                f"images){sample}. Model: Xception with seeded random weights "
                f"(`{m.get('model_export', '?')}`): the same arithmetic as ImageNet weights.")
+        parts = self.res.get("parts", {})
+        commits = {(v.get("commit"), v.get("dirty")) for v in parts.values() if v.get("commit")}
+        if len(commits) > 1:
+            # parts rerun alone (--parts) at other commits: say which is which
+            self.w("- Parts measured at different commits: " + "; ".join(
+                f"{k} at {v['commit']}{' (uncommitted changes)' if v.get('dirty') else ''}, "
+                f"{v['started'].replace('T', ' ')}" for k, v in sorted(
+                    parts.items(), key=lambda kv: kv[1].get("started", "")) if v.get("commit")) + ".")
         shas = sorted({x for r in self.rows.values() for x in r.get("xfer_sha", [])})
-        if len(shas) > 1:
+        if len(commits) > 1:
+            self.w(f"- xfer binaries: {len(shas)} (sha256 {', '.join(shas)}), one per build the "
+                   "parts above ran; see `xfer_sha` per row in results.json.")
+        elif len(shas) > 1:
             self.w(f"- **The xfer binary changed during the bench** (rebuilt by someone else): "
                    f"{len(shas)} versions ran ({', '.join(shas)}); see `xfer_sha` per row in "
                    "results.json.")
