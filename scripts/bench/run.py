@@ -17,7 +17,9 @@ with the reason.
 
 Parts: extract (section 1), train (2), sweep (3), memory (4, extract at 4x
 the data), scaling (5), serve (7: `xfer serve` under concurrent clients,
-scripts/bench/serve_bench.py). Section 6 (GPU) is rendered from WORK/gpu.json when a
+scripts/bench/serve_bench.py), decode (8: the pipeline with a model that
+costs nothing, against one PIL core) and int8 (9: int8 bases against fp32),
+both in scripts/bench/int8_bench.py. Section 6 (GPU) is rendered from WORK/gpu.json when a
 run of scripts/bench/gpu.sh left one there, else it says no GPU was measured.
 
     python scripts/bench/run.py --data ../shared/clothing-dataset-small --xfer target/release/xfer
@@ -35,11 +37,12 @@ import sys
 import time
 
 import benchlib
+import int8_bench
 import serve_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-PARTS = ("extract", "spare", "train", "sweep", "memory", "scaling", "serve")
+PARTS = ("extract", "spare", "train", "sweep", "memory", "scaling", "serve", "decode", "int8")
 ALL_PARTS = PARTS + ("gpu",)
 GRID = {"lr": "0.0001,0.001,0.01,0.1", "inner": "0,10,100", "dropout": "0,0.2,0.5"}
 GRID_SIZE = 4 * 3 * 3
@@ -512,6 +515,12 @@ class Bench:
 
     def part_serve(self):
         serve_bench.measure(self, rel, load_now, busy_processes)
+
+    def part_decode(self):
+        int8_bench.measure_decode(self, rel)
+
+    def part_int8(self):
+        int8_bench.measure_int8(self, rel)
 
     def part_gpu(self):
         """Section 6: CUDA images/s at 150 and 299, batch 32 to 256, end to
@@ -1313,6 +1322,8 @@ def write_report(results, out):
     r.scaling()
     r.gpu()
     serve_bench.render(r)
+    int8_bench.render_decode(r, fmt_s, fmt_mib)
+    int8_bench.render_int8(r, fmt_s, fmt_mib)
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(r.lines).rstrip() + "\n")
