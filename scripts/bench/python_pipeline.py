@@ -53,6 +53,9 @@ def write_parquet(out_dir, data, items, vectors, meta, model, size):
             "xfer.pretrained": meta.get("xfer.pretrained", "false"),
             "xfer.schema_version": "1",
         }
+        if "xfer.quant" in meta:
+            # an int8 base's vectors never pass for fp32 ones (the contract)
+            kv["xfer.quant"] = meta["xfer.quant"]
         shas = []
         for i in rows:
             with open(os.path.join(data, items[i][1]), "rb") as f:
