@@ -91,6 +91,8 @@ def measure_int8(bench, rel):
     m = bench.results.setdefault("int8_meta", {})
     specs = []
     for name, fp32 in (("xception", bench.model), ("efficientnet-lite0", lite0)):
+        if name not in bench.a.int8_backbones:
+            continue
         stem = os.path.splitext(os.path.basename(fp32))[0]
         int8 = bench.path(f"{stem}-int8.onnx")
         qargv = ["quantize", "--model", fp32, "--data", bench.data, "--size", size]

@@ -1357,6 +1357,9 @@ def parse_args(argv=None):
                    help="images for the extract scaling rows (0 = all)")
     p.add_argument("--data-sample", type=int, default=0,
                    help="use N images of DATA for everything (testing the driver only)")
+    p.add_argument("--int8-backbones", default="xception,efficientnet-lite0",
+                   type=lambda s: [x for x in s.split(",") if x],
+                   help="bases of the int8 part (comma list of xception, efficientnet-lite0)")
     p.add_argument("--report-only", action="store_true", help="re-render BENCHMARKS.md from results.json")
     a = p.parse_args(argv)
     bad = [x for x in a.parts if x not in ALL_PARTS]
