@@ -713,12 +713,46 @@ def ratio(a, b):
 
 
 class Report:
-    def __init__(self, results):
+    def __init__(self, results, previous=""):
         self.res = results
         self.rows = results.get("rows", {})
         self.meta = results.get("meta", {})
         self.lines = []
         self.cmds = []
+        # The BENCHMARKS.md being replaced: a section none of whose rows
+        # this results.json holds is carried over from it, marked as such.
+        self.previous = previous
+
+    def measured(self, prefix):
+        return any(k.startswith(prefix) for k in self.rows)
+
+    def carry(self, heading):
+        """Copies the section starting with HEADING ("## 2.", "### 1b.")
+        from the previous BENCHMARKS.md, saying it was not rerun."""
+        lines = self.previous.splitlines()
+        start = next((i for i, ln in enumerate(lines) if ln.startswith(heading + " ")), None)
+        if start is None:
+            return
+        level = heading.split()[0]
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("#")
+                    and len(lines[i].split()[0]) <= len(level)), len(lines))
+        body = lines[start + 1:end]
+        while body and not body[0].strip():
+            body = body[1:]
+        if body and body[0].startswith("*Not rerun"):
+            note, body = body[0], body[1:]
+        else:
+            m = re.search(r"^- Commit (\w+)", self.previous, re.M)
+            note = (f"*Not rerun by the run above: carried over as measured at commit "
+                    f"{m.group(1) if m else '?'}, before later changes.*")
+        while body and not body[0].strip():
+            body = body[1:]
+        self.w(lines[start])
+        self.w()
+        self.w(note)
+        self.w()
+        for ln in body:
+            self.w(ln)
 
     def row(self, key):
         return self.rows.get(key)
@@ -946,6 +980,9 @@ class Report:
 
     def spare_core(self, n):
         """Section 1b: one ORT thread, one core left for decoding."""
+        if not self.measured("spare."):
+            self.carry("### 1b.")
+            return
         x1, o1 = med(self.row("spare.xfer")), imed(self.row("spare.ort"), "total_s")
         if not (x1 or o1):
             return
@@ -1024,6 +1061,9 @@ class Report:
                    "as it goes (for crash safety).")
 
     def training(self):
+        if not self.measured("train."):
+            self.carry("## 2.")
+            return
         n = self.meta.get("images")
         self.w("## 2. Head training (Dense(10), 10 epochs, batch 32, lr 0.01)")
         self.w()
@@ -1094,6 +1134,9 @@ class Report:
             self.w()
 
     def sweep(self):
+        if not self.measured("sweep."):
+            self.carry("## 3.")
+            return
         self.w("## 3. Sweep: 4 lr x 3 inner x 3 dropout, 10 epochs each (36 fits)")
         self.w()
         self.w(f"lr {GRID['lr']}; inner {GRID['inner']} (0 = no inner layer); dropout "
@@ -1129,6 +1172,9 @@ class Report:
             self.w()
 
     def memory(self):
+        if not self.measured("memory."):
+            self.carry("## 4.")
+            return
         self.w("## 4. Memory (peak RSS)")
         self.w()
         n = self.meta.get("images")
@@ -1183,6 +1229,9 @@ class Report:
         self.w()
 
     def scaling(self):
+        if not self.measured("scaling."):
+            self.carry("## 5.")
+            return
         self.w("## 5. Scaling")
         self.w()
         keys = [k for k in ("t1b32", "t2b8", "t2b32", "t2b128")]
@@ -1313,7 +1362,8 @@ class Report:
 
 
 def write_report(results, out):
-    r = Report(results)
+    previous = read_text(out) if os.path.exists(out) else ""
+    r = Report(results, previous)
     r.header()
     r.extraction()
     r.training()

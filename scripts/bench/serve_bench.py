@@ -256,6 +256,7 @@ def render(rep):
     """Section 7 of BENCHMARKS.md, from the rows `measure` recorded."""
     x, f, e = rep.row("serve.xfer"), rep.row("serve.fastapi"), rep.row("serve.extract")
     if not (x or f or e):
+        rep.carry("## 7.")
         return
     m = rep.res.get("serve_meta", {})
     rep.w("## 7. Serving (`xfer serve`)")
