@@ -5,7 +5,8 @@
 //! `ab_glyph` path with a font compiled into the binary
 //! (`assets/DejaVuSans-subset.ttf`, see `assets/README.md`), so plotting
 //! needs no fontconfig, FreeType or installed fonts and looks the same on
-//! every machine. Each image is drawn to `<name>.tmp.png` and renamed.
+//! every machine. Each image is drawn in memory, encoded as PNG and written
+//! like every other output ([`write_atomic`]: temporary name, fsync, rename).
 use std::error::Error as StdError;
 use std::path::Path;
 use std::sync::Once;
@@ -15,6 +16,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
+use image::ImageEncoder;
+
+use crate::atomic::write_atomic;
 use crate::fit::History;
 use crate::{Error, Result};
 
@@ -49,18 +53,23 @@ fn draw(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    let tmp = path.with_extension("tmp.png");
     let plot_err = |e: Box<dyn StdError>| Error::Plot {
         path: path.into(),
         reason: e.to_string(),
     };
+    let (w, h) = size;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(e.into()))?;
         f(&root).map_err(plot_err)?;
         root.present().map_err(|e| plot_err(e.into()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| plot_err(e.into()))?;
+    write_atomic(path, &png)
 }
 
 fn range(values: impl Iterator<Item = f32>) -> (f64, f64) {
@@ -355,6 +364,17 @@ mod tests {
             val_accuracy: vec![0.5],
         };
         curves(&dir.path().join("one.png"), &single, "one epoch").unwrap();
-        assert!(!dir.path().join("one.tmp.png").exists());
+        // Nothing but the plots: no temporary file left behind.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["confusion.png", "curves.png", "one.png", "sweep.png"]
+        );
+        let img = image::open(dir.path().join("one.png")).unwrap();
+        assert!(img.width() > 100 && img.height() > 100);
     }
 }
