@@ -163,7 +163,7 @@ fn each_batch<B: Sync, D: Send, T: Send, E>(
             infer(decoded)
         } else {
             let (out, ahead) =
-                pool.install(|| rayon::join(|| infer(decoded), || following.map(|b| decode(b))));
+                pool.install(|| rayon::join(|| infer(decoded), || following.map(&decode)));
             next = ahead;
             out
         };

@@ -5,8 +5,9 @@
 //! ([`xfer_extract::model::BaseModel::takes_turns`]), an image decoded on
 //! the pool during a run preempts one of ORT's threads, and each parallel
 //! operator then waits at its barrier for that thread: the run slows by far
-//! more than the decode costs (measured: 32 concurrent clients made each
-//! image's share of the calls 21% slower than one client did). So here a
+//! more than the decode costs (before this gate, at commit 3c8c5d7,
+//! BENCHMARKS.md section 7: 177 ms of calls per image with 32 concurrent
+//! clients against 146 ms with one). So here a
 //! run and the decodes exclude each other: a run waits for the decodes
 //! under way (they are short) and holds new ones back until it returns;
 //! the decodes then have every core while the batcher collects what they
