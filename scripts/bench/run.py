@@ -743,8 +743,11 @@ class Report:
             note, body = body[0], body[1:]
         else:
             m = re.search(r"^- Commit (\w+)", self.previous, re.M)
+            cpu = re.search(r"^- Machine: (.+?), \d+ cores", self.previous, re.M)
             note = (f"*Not rerun by the run above: carried over as measured at commit "
-                    f"{m.group(1) if m else '?'}, before later changes.*")
+                    f"{m.group(1) if m else '?'} on {cpu.group(1) if cpu else 'an earlier machine'}"
+                    ", before later changes; compare it with itself, not with sections "
+                    "measured on another machine.*")
         while body and not body[0].strip():
             body = body[1:]
         self.w(lines[start])
@@ -874,6 +877,9 @@ class Report:
         self.w()
 
     def extraction(self):
+        if not self.measured("extract."):
+            self.carry("## 1.")  # 1b with it
+            return
         n = self.meta.get("images")
         self.w("## 1. Extraction (Xception, 150x150)")
         self.w()

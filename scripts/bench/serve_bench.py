@@ -370,15 +370,13 @@ def explain(rep, x, f, ext_ips):
                     f"{ext_ips:.1f} images/s: misses issue 17's goal of {GOAL}.**")
             best = min((v["infer_ms"], c) for c, v in per.items()) if per else None
             if k in per and best:
-                text += (f" The ONNX Runtime calls themselves are slower: "
-                         f"{per[k]['infer_ms']:.1f} ms per image at {k} clients against "
-                         f"{best[0]:.1f} ms at {best[1]}, while decoding on the pool, beside "
-                         f"the calls on the same cores, stretched to {per[k]['decode_ms']:.1f} "
-                         f"ms per image (against {per[min(per)]['decode_ms']:.1f} ms with "
-                         f"{min(per)} client): with {k} uploads at once, images are decoded "
-                         "while the model runs and take CPU from ONNX Runtime's threads, "
-                         "which `xfer extract` avoids by taking turns when its threads fill "
-                         "the cores (section 1).")
+                text += (f" The ONNX Runtime calls took {per[k]['infer_ms']:.1f} ms per image "
+                         f"at {k} clients against {best[0]:.1f} ms at {best[1]}; decoding took "
+                         f"{per[k]['decode_ms']:.1f} ms per image (against "
+                         f"{per[min(per)]['decode_ms']:.1f} ms with {min(per)} client). "
+                         "Decoding and the calls take turns on the cores here as in "
+                         "`xfer extract` (crates/serve/src/turns.rs), so compare the load of "
+                         "the round: other work on the cores slows both.")
             rep.w(text)
     if f and not f.get("error"):
         ratios = [f"{level(x, k, 'rps') / level(f, k, 'rps'):.2f}x at {k}"

@@ -52,14 +52,6 @@ pub(crate) struct Config {
     pub(crate) size: u32,
     pub(crate) batch_size: usize,
     pub(crate) threads: usize,
-    /// Whether decoding and inference take turns instead of overlapping
-    /// (on the CPU provider). When ONNX Runtime's threads already fill
-    /// every core (the default), decode threads running beside them
-    /// preempt one of its threads and stall each parallel operator at its
-    /// barrier; taking turns, each phase has every core and ORT's idle
-    /// threads may spin. With a spare core (`--threads` below the core
-    /// count) or on a GPU, decoding overlaps inference.
-    pub(crate) alternate: bool,
     pub(crate) session: SessionOptions,
     pub(crate) shard: Option<Shard>,
     pub(crate) resize: Resize,
@@ -114,15 +106,10 @@ impl TryFrom<ExtractArgs> for Config {
         }
         let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
         let augment = augment(&a.augment)?;
-        // ORT's threads spin only when decoding never runs beside them
-        // (see `Config::alternate`; a CUDA session never spins, as decoding
-        // overlaps it: `model::cuda_session`).
-        let alternate = threads >= cores;
-        let session = SessionOptions {
-            device: a.device,
-            threads: Some(threads),
-            spin: alternate,
-        };
+        // Decoding and inference take turns when ORT's threads fill the
+        // cores (the default), on the CPU provider; with a spare core
+        // (`--threads` below the core count) or on a GPU they overlap.
+        let session = SessionOptions::sharing_cores(a.device, threads);
         Ok(Config {
             data: a.data,
             model: a.model,
@@ -130,7 +117,6 @@ impl TryFrom<ExtractArgs> for Config {
             size: a.size,
             batch_size: a.batch_size,
             threads,
-            alternate,
             session,
             shard,
             resize: a.resize,

@@ -81,7 +81,10 @@ pub struct SessionOptions {
     /// beside them). They stop spinning when the run returns
     /// (`session.force_spinning_stop`): with the tiny test model, spinning
     /// on after each run took 45% of `xfer extract`'s CPU (perf), time the
-    /// decoder needed for the next batch.
+    /// decoder needed for the next batch. Set it only where the caller
+    /// then decodes between runs, never during one
+    /// ([`BaseModel::takes_turns`]); [`SessionOptions::sharing_cores`]
+    /// decides both.
     pub spin: bool,
 }
 
@@ -94,6 +97,28 @@ impl SessionOptions {
             spin: false,
         }
     }
+
+    /// Options for a caller that decodes images on `threads` threads of its
+    /// own and runs ONNX Runtime with `threads` intra-op threads, on
+    /// `device`. When those threads fill every core ([`fills_cores`]),
+    /// decoding beside a run would preempt one of ORT's threads and stall
+    /// each parallel operator at its barrier; so there the two take turns
+    /// (the caller decodes only between runs, see
+    /// [`BaseModel::takes_turns`]) and ORT's idle threads spin within a
+    /// run. With a spare core, decoding overlaps inference and nothing
+    /// spins.
+    pub fn sharing_cores(device: Device, threads: usize) -> Self {
+        SessionOptions {
+            device,
+            threads: Some(threads),
+            spin: fills_cores(threads),
+        }
+    }
+}
+
+/// Whether `threads` threads fill every core this process may use.
+pub fn fills_cores(threads: usize) -> bool {
+    threads >= std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What the model's metadata says about it.
@@ -131,6 +156,7 @@ pub struct BaseModel {
     path: PathBuf,
     provider: Provider,
     fallback: Option<String>,
+    turns: bool,
 }
 
 impl fmt::Debug for BaseModel {
@@ -211,6 +237,8 @@ impl BaseModel {
             path: path.into(),
             provider,
             fallback,
+            // On a GPU, decoding on the CPU takes nothing from a run.
+            turns: opts.spin && provider == Provider::Cpu,
         })
     }
 
@@ -222,6 +250,13 @@ impl BaseModel {
     /// The provider running the session.
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// Whether the caller must decode only between runs, never during one:
+    /// the session was built to spin within a run over every core
+    /// ([`SessionOptions::sharing_cores`]) and runs on the CPU.
+    pub fn takes_turns(&self) -> bool {
+        self.turns
     }
 
     /// With `--device auto` on CPU although ONNX Runtime is a CUDA build:

@@ -21,8 +21,8 @@
 //! plus one step's (at most [`STEP_BYTES`], or one batch where a batch is
 //! larger), whatever the data set's size.
 //!
-//! **Taking turns.** When ONNX Runtime's threads fill every core
-//! ([`Ctx::alternate`]), the producer prepares a batch only when this
+//! **Taking turns.** When ONNX Runtime's threads fill every core, on the
+//! CPU ([`crate::model::BaseModel::takes_turns`]), the producer prepares a batch only when this
 //! thread asks for it, after the model has run: decoding then has all the
 //! cores between two runs instead of preempting ORT's threads during one.
 //!
@@ -53,7 +53,6 @@ use crate::file_id::{self, FileId};
 use crate::image_hashes::ImageHashes;
 use crate::lazy::LazyModel;
 use crate::lock;
-use crate::model::Provider;
 use crate::pixels::{self, PixelSpec};
 use crate::progress::Progress;
 use crate::report::{Skip, SplitReport};
@@ -78,9 +77,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) batch_size: usize,
     pub(crate) pool: &'a rayon::ThreadPool,
     pub(crate) quiet: bool,
-    /// Decode between model runs instead of during them (see the module
-    /// docs).
-    pub(crate) alternate: bool,
 }
 
 /// One output file's work: images in flow order, plus what the walk
@@ -423,7 +419,7 @@ fn encode(
     let model = model.get()?;
     // Decoding and inference take turns only when ORT's threads fill the
     // cores on CPU (see the module docs).
-    let alternate = ctx.alternate && model.provider() == Provider::Cpu;
+    let alternate = model.takes_turns();
     let run_id = format!(
         "{:013}-{}",
         std::time::SystemTime::now()

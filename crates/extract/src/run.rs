@@ -88,7 +88,6 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         batch_size: cfg.batch_size,
         pool: &pool,
         quiet: cfg.quiet,
-        alternate: cfg.alternate,
     };
 
     let mut reports = Vec::new();

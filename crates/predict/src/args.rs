@@ -109,11 +109,8 @@ impl TryFrom<PredictArgs> for PredictConfig {
             top,
             json: a.json,
             batch_size,
-            session: SessionOptions {
-                device: a.device,
-                threads: Some(threads),
-                spin: false,
-            },
+            // Decoding and inference share the cores as in `xfer extract`.
+            session: SessionOptions::sharing_cores(a.device, threads),
             threads,
             quiet: a.quiet,
         })
@@ -164,6 +161,21 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(flag), "{flag} {value}: {err}");
+        }
+    }
+
+    #[test]
+    fn decoding_takes_turns_with_inference_only_when_ort_fills_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let c = PredictConfig::try_from(parse(&[])).unwrap();
+        assert_eq!((c.threads, c.session.threads), (cores, Some(cores)));
+        assert!(c.session.spin, "all cores to ORT: it spins within runs");
+        if cores > 1 {
+            let c = PredictConfig::try_from(parse(&["--threads", "1"])).unwrap();
+            assert!(
+                !c.session.spin,
+                "a spare core: decoding overlaps, no spinning"
+            );
         }
     }
 

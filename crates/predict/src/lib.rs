@@ -11,8 +11,10 @@
 //! preprocessing, dimension). A head trained for another model is refused
 //! with both values named, never applied to give silently wrong answers.
 //!
-//! Images are decoded in parallel (rayon), one batch ahead of the ONNX
-//! Runtime call, and each batch's rows are printed as soon as it is done
+//! Images are decoded in parallel (rayon), a batch at a time: while the
+//! previous batch runs when there is a spare core, between the runs when
+//! ONNX Runtime's threads fill every core (as `xfer extract` shares them;
+//! see `each_batch`), and each batch's rows are printed as soon as it is done
 //! ([`output`]: a table, or JSON lines as `shared/CONTRACT.md` fixes them).
 //! A file that cannot be read is reported in its place and the others are
 //! still classified; the exit status is then 1 (ripgrep's policy: an error
@@ -26,6 +28,7 @@ pub mod inputs;
 pub mod output;
 
 use std::io::BufWriter;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -89,33 +92,40 @@ pub fn run(args: PredictArgs) -> Result<u8> {
 
     let pool = decode_pool(cfg.threads)?;
     let batches: Vec<&[Input]> = work.chunks(cfg.batch_size).collect();
+    let turns = classifier.model().takes_turns();
     let mut failed = 0usize;
-    let mut next = batches.first().map(|b| pool.install(|| decode(b, &spec)));
-    for (k, batch) in batches.iter().enumerate() {
-        let decoded = next.take().expect("decoded one batch ahead");
-        // Run this batch while the next one decodes.
-        let (outcomes, following) = pool.install(|| {
-            rayon::join(
-                || classify(&mut classifier, decoded, top),
-                || batches.get(k + 1).map(|b| decode(b, &spec)),
-            )
-        });
-        next = following;
-        let written = batch
-            .iter()
-            .zip(outcomes?)
-            .try_for_each(|(input, outcome)| {
-                failed += usize::from(outcome.is_err());
-                printer.print(input.path(), &outcome)
+    let stopped = each_batch(
+        &pool,
+        &batches,
+        turns,
+        |b| decode(b, &spec),
+        |decoded| classify(&mut classifier, decoded, top),
+        |k, outcomes| {
+            let written = outcomes.and_then(|outcomes| {
+                batches[k]
+                    .iter()
+                    .zip(outcomes)
+                    .try_for_each(|(input, outcome)| {
+                        failed += usize::from(outcome.is_err());
+                        printer.print(input.path(), &outcome)
+                    })
+                    .and_then(|()| printer.flush())
+                    .map_err(Error::Output)
             });
-        match written.and_then(|()| printer.flush()) {
-            // The reader went away (`xfer predict ... | head`): stop quietly,
-            // as ripgrep does; it is not a failure of ours.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                return Ok(u8::from(failed > 0))
+            match written {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e),
             }
-            other => other.map_err(Error::Output)?,
+        },
+    );
+    match stopped {
+        // The reader went away (`xfer predict ... | head`): stop quietly,
+        // as ripgrep does; it is not a failure of ours.
+        Some(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(u8::from(failed > 0))
         }
+        Some(e) => return Err(e),
+        None => {}
     }
     if failed > 0 && !cfg.quiet {
         eprintln!(
@@ -124,6 +134,47 @@ pub fn run(args: PredictArgs) -> Result<u8> {
         );
     }
     Ok(u8::from(failed > 0))
+}
+
+/// Decodes each batch on `pool` and runs it through `infer`, handing
+/// the result to `done` in order; stops at the first `Break`, and returns
+/// its value.
+///
+/// Decoding and inference share the cores in one of two ways. With a spare
+/// core (`turns` false), batch `k + 1` decodes while batch `k` runs. When
+/// ONNX Runtime's threads fill every core (`turns`, from
+/// [`xfer_extract::model::BaseModel::takes_turns`], as `xfer extract`
+/// decides it), they take turns: batch `k + 1` decodes only after batch `k`
+/// has run and been handed over, so each phase has every core and decoding
+/// never preempts one of ORT's threads in the middle of a run.
+fn each_batch<B: Sync, D: Send, T: Send, E>(
+    pool: &rayon::ThreadPool,
+    batches: &[B],
+    turns: bool,
+    decode: impl Fn(&B) -> D + Sync,
+    mut infer: impl FnMut(D) -> T + Send,
+    mut done: impl FnMut(usize, T) -> ControlFlow<E>,
+) -> Option<E> {
+    let mut next = batches.first().map(|b| pool.install(|| decode(b)));
+    for k in 0..batches.len() {
+        let decoded = next.take().expect("decoded one batch ahead");
+        let following = batches.get(k + 1);
+        let out = if turns {
+            infer(decoded)
+        } else {
+            let (out, ahead) =
+                pool.install(|| rayon::join(|| infer(decoded), || following.map(&decode)));
+            next = ahead;
+            out
+        };
+        if let ControlFlow::Break(e) = done(k, out) {
+            return Some(e);
+        }
+        if turns {
+            next = following.map(|b| pool.install(|| decode(b)));
+        }
+    }
+    None
 }
 
 /// The pool images are decoded on, beside ONNX Runtime's own threads:
@@ -498,6 +549,97 @@ mod tests {
         let mut m = meta();
         m.resize = "area".into();
         assert!(head_resize(Path::new("h"), &m).is_err());
+    }
+
+    /// What happened, in order, in a run of [`each_batch`] over 3 batches.
+    fn events(turns: bool) -> (Vec<String>, Vec<bool>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        use std::time::{Duration, Instant};
+        let pool = decode_pool(2).unwrap();
+        let log = Mutex::new(Vec::new());
+        let started = AtomicUsize::new(0);
+        // Whether, while batch k ran, the next one had begun decoding.
+        let mut ahead = Vec::new();
+        let batches = [0usize, 1, 2];
+        let stop = each_batch::<_, _, _, ()>(
+            &pool,
+            &batches,
+            turns,
+            |&b| {
+                started.fetch_max(b + 1, Ordering::SeqCst);
+                log.lock().unwrap().push(format!("decode {b}"));
+                // rayon work inside, as the real decode has.
+                assert_eq!((0..64).into_par_iter().sum::<usize>(), 2016);
+                b
+            },
+            |b| {
+                log.lock().unwrap().push(format!("run {b}"));
+                if b + 1 < batches.len() {
+                    // Bounded wait for the next batch to begin decoding.
+                    let until = Instant::now() + Duration::from_secs(if turns { 0 } else { 10 });
+                    while started.load(Ordering::SeqCst) < b + 2 && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    ahead.push(started.load(Ordering::SeqCst) >= b + 2);
+                }
+                b
+            },
+            |k, b| {
+                assert_eq!(k, b, "batches handed over in order");
+                log.lock().unwrap().push(format!("done {k}"));
+                ControlFlow::Continue(())
+            },
+        );
+        assert!(stop.is_none());
+        (log.into_inner().unwrap(), ahead)
+    }
+
+    #[test]
+    fn taking_turns_decodes_only_between_runs() {
+        let (log, ahead) = events(true);
+        let want: Vec<String> = (0..3)
+            .flat_map(|k| {
+                [
+                    format!("decode {k}"),
+                    format!("run {k}"),
+                    format!("done {k}"),
+                ]
+            })
+            .collect();
+        assert_eq!(log, want);
+        assert_eq!(ahead, [false, false]);
+    }
+
+    #[test]
+    fn with_a_spare_core_the_next_batch_decodes_during_a_run() {
+        let (log, ahead) = events(false);
+        assert_eq!(ahead, [true, true], "{log:?}");
+        let done: Vec<&String> = log.iter().filter(|e| e.starts_with("done")).collect();
+        assert_eq!(done, ["done 0", "done 1", "done 2"]);
+    }
+
+    #[test]
+    fn a_break_stops_before_the_next_batch() {
+        for turns in [true, false] {
+            let mut ran = Vec::new();
+            let stop = each_batch(
+                &decode_pool(2).unwrap(),
+                &[0, 1, 2],
+                turns,
+                |&b| b,
+                |b| b,
+                |k, b| {
+                    ran.push(b);
+                    if k == 1 {
+                        ControlFlow::Break("stop")
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            );
+            assert_eq!((stop, ran), (Some("stop"), vec![0, 1]), "turns {turns}");
+        }
     }
 
     #[test]

@@ -126,13 +126,9 @@ impl TryFrom<ServeArgs> for ServeConfig {
             max_body,
             max_pixels,
             read_timeout: Duration::from_millis(read_timeout),
-            session: SessionOptions {
-                device: a.device,
-                threads: Some(threads),
-                // Decoding runs beside inference here (requests come at any
-                // time), so idle ORT threads must not spin over it.
-                spin: false,
-            },
+            // Decoding and inference share the cores as in `xfer extract`:
+            // taking turns (`turns.rs`) when ORT's threads fill them.
+            session: SessionOptions::sharing_cores(a.device, threads),
             threads,
             quiet: a.quiet,
         })

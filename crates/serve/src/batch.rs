@@ -9,7 +9,10 @@
 //! this thread takes the first waiting image, waits at most `max_wait` for
 //! more (taking at once what is already queued, and not waiting at all when
 //! no other request is in flight to join it), runs up to `max_batch` in one
-//! call, and answers each request through its own one-shot channel. The
+//! call, and answers each request through its own one-shot channel. When
+//! ONNX Runtime's threads fill the cores, each call takes its turn on them
+//! (`turns.rs`): decoding pauses during the call and goes on between calls,
+//! while this thread collects what it produces. The
 //! thread ends when every sender is gone (the server has stopped and its
 //! handlers have finished), after answering what it holds.
 use std::sync::atomic::Ordering;
@@ -22,6 +25,7 @@ use tokio::sync::oneshot;
 use xfer_predict::Classifier;
 
 use crate::metrics::Metrics;
+use crate::turns::{Turns, DRAIN};
 
 /// One image's top classes, best first, or why inference failed.
 pub(crate) type Answer = std::result::Result<Vec<(String, f32)>, String>;
@@ -62,13 +66,14 @@ impl Batcher {
         max_batch: usize,
         max_wait: Duration,
         metrics: Arc<Metrics>,
+        turns: Arc<Turns>,
     ) -> std::io::Result<(Batcher, JoinHandle<()>)> {
         // Room for a few batches: beyond that, a flood gets 503 instead of
         // piling decoded images up in memory.
         let (tx, rx) = crossbeam_channel::bounded(4 * max_batch.max(16));
         let handle = std::thread::Builder::new()
             .name("xfer-infer".into())
-            .spawn(move || run(classifier, &rx, max_batch, max_wait, &metrics))?;
+            .spawn(move || run(classifier, &rx, max_batch, max_wait, &metrics, &turns))?;
         Ok((Batcher { tx }, handle))
     }
 
@@ -87,6 +92,7 @@ fn run(
     max_batch: usize,
     max_wait: Duration,
     metrics: &Metrics,
+    turns: &Turns,
 ) {
     let classes = classifier.head().classes().len();
     let len = classifier.spec().tensor_len();
@@ -110,15 +116,19 @@ fn run(
         if jobs.is_empty() {
             continue;
         }
-        let start = Instant::now();
         tensors.clear();
         tensors.reserve(jobs.len() * len);
         for j in &jobs {
-            metrics.queue.observe_duration(start - j.queued);
             tensors.extend_from_slice(&j.tensor);
         }
+        let turn = turns.run(DRAIN);
+        let called = Instant::now();
+        for j in &jobs {
+            metrics.queue.observe_duration(called - j.queued);
+        }
         let result = classifier.classify(&tensors, jobs.len(), classes);
-        metrics.inference.observe_duration(start.elapsed());
+        drop(turn);
+        metrics.inference.observe_duration(called.elapsed());
         metrics.batch_size.observe(jobs.len() as f64);
         match result {
             Ok(rows) => {

@@ -10,7 +10,9 @@
 //!
 //! What serving adds: concurrent requests share one ONNX Runtime call
 //! (`batch.rs`: one thread owns the session, requests wait at most
-//! `--max-wait-ms`); decoding runs on a pool beside it; uploads are received
+//! `--max-wait-ms`); decoding runs on a pool beside it, taking turns with
+//! the calls when ONNX Runtime's threads fill the cores (`turns.rs`, as
+//! `xfer extract` shares them); uploads are received
 //! defensively (`upload.rs`: `--max-body`, `--read-timeout-ms`, the
 //! decoder's `--max-pixels`, each refusal a 4xx with `{"error": ...}`);
 //! `/metrics` (`metrics.rs`) says how batches fill and where time goes;
@@ -24,6 +26,7 @@ mod error;
 mod metrics;
 mod routes;
 mod server;
+mod turns;
 mod upload;
 
 pub use args::{ServeArgs, ServeConfig};

@@ -24,6 +24,7 @@ use xfer_extract::pixels::{self, PixelSpec};
 
 use crate::batch::{Batcher, Job, Refused};
 use crate::metrics::Metrics;
+use crate::turns::Turns;
 use crate::upload::{self, Rejection};
 
 /// The upload page: plain HTML and script, no external resources.
@@ -35,6 +36,8 @@ pub(crate) struct App {
     pub(crate) metrics: Arc<Metrics>,
     /// Decoding threads (beside the inference thread).
     pub(crate) pool: rayon::ThreadPool,
+    /// When decoding may run (between calls, when ORT fills the cores).
+    pub(crate) turns: Arc<Turns>,
     pub(crate) spec: PixelSpec,
     pub(crate) classes: Vec<String>,
     pub(crate) max_body: usize,
@@ -139,28 +142,29 @@ async fn classify(app: &App, req: Request) -> Result<String, Rejection> {
     let top = top_param(req.uri(), app.classes.len())?;
     let bytes = upload::image_bytes(req, app.max_body, app.read_timeout).await?;
 
-    let decoded = Instant::now();
     let (tx, rx) = oneshot::channel();
     let spec = app.spec;
+    let turns = app.turns.clone();
     app.pool.spawn(move || {
+        // Between two calls of the model, when they take turns.
+        let _turn = turns.decode();
+        let decoding = Instant::now();
         // A panic in a decoder must not take the pool down with it (rayon
         // aborts on a panicking spawned job); the dropped sender says it.
         let r = catch_unwind(AssertUnwindSafe(|| pixels::from_bytes(&bytes, &spec)));
         if let Ok(r) = r {
-            let _ = tx.send(r);
+            let _ = tx.send((r, decoding.elapsed()));
         }
     });
-    let tensor = rx
-        .await
-        .map_err(|_| {
-            Rejection::new(
-                StatusCode::BAD_REQUEST,
-                "broken",
-                "the decoder failed on this image",
-            )
-        })?
-        .map_err(|e| upload::bad_image(e.0))?;
-    app.metrics.decode.observe_duration(decoded.elapsed());
+    let (tensor, took) = rx.await.map_err(|_| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "broken",
+            "the decoder failed on this image",
+        )
+    })?;
+    let tensor = tensor.map_err(|e| upload::bad_image(e.0))?;
+    app.metrics.decode.observe_duration(took);
 
     let (reply, answer) = oneshot::channel();
     let job = Job {

@@ -20,6 +20,7 @@ use xfer_predict::Classifier;
 use crate::batch::Batcher;
 use crate::metrics::Metrics;
 use crate::routes::{router, App};
+use crate::turns::Turns;
 use crate::{Error, Result, ServeConfig};
 
 pub(crate) fn run(cfg: ServeConfig) -> Result<u8> {
@@ -35,13 +36,20 @@ pub(crate) fn run(cfg: ServeConfig) -> Result<u8> {
     let provider = classifier.model().provider().to_string();
     let backbone = classifier.model().info().backbone.clone();
     let pool = xfer_predict::decode_pool(cfg.threads)?;
-    let (batcher, inference) =
-        Batcher::start(classifier, cfg.max_batch, cfg.max_wait, metrics.clone())
-            .map_err(|e| Error::io("starting the inference thread", e))?;
+    let turns = Arc::new(Turns::new(classifier.model().takes_turns()));
+    let (batcher, inference) = Batcher::start(
+        classifier,
+        cfg.max_batch,
+        cfg.max_wait,
+        metrics.clone(),
+        turns.clone(),
+    )
+    .map_err(|e| Error::io("starting the inference thread", e))?;
     let app = Arc::new(App {
         batcher,
         metrics,
         pool,
+        turns,
         spec,
         classes,
         max_body: cfg.max_body,
