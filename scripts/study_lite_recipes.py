@@ -22,20 +22,17 @@ Steps (each command is printed, timed and kept for the report):
 With --report-only nothing runs: the report is rebuilt from the run folders and the
 command log (RUNS/commands.json) of an earlier run.
 """
-import argparse
 import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite studies)
-    BATCH, PY, REPO, XFER, Study, cell, check_run, commands_and_checks, load_json, pct,
-    read_summary, repo_relative)
+    BATCH, PY, REPO, XFER, Study, cell, check_run, checkout_commit, commands_and_checks,
+    extract_lines, load_json, pct, read_summary, repo_relative, study_parser, write_doc)
 
-DEFAULT_DATA = "../shared/clothing-dataset-small"
 GOAL = 0.91
 MODEL = "models/efficientnet-lite1-imagenet.onnx"
 SIZE = 240
@@ -66,14 +63,7 @@ def loadavg():
 
 def run_all(study, data, seeds):
     data = os.path.relpath(os.path.abspath(data), REPO)
-
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if git("status", "--porcelain", "--untracked-files=no"):
-        commit += " (+ uncommitted changes in the checkout)"
+    commit = checkout_commit()
     os.makedirs(study.runs, exist_ok=True)
     meta = {"date": datetime.date.today().isoformat(), "commit": commit, "data": data,
             "seeds": seeds, "load_before": loadavg()}
@@ -156,10 +146,13 @@ def report(runs, meta, log):
     w("Run from the repository root with\n")
     w("```\nexport ORT_DYLIB_PATH=$(pwd)/.ort/cpu-1.32.0/libonnxruntime.so "
       "XDG_CACHE_HOME=$(pwd)/.cache\n```\n")
-    w("All of it: `make study-lite-recipes` (it writes this file). The bilinear folder "
-      "from nothing takes as long as `make features BACKBONE=efficientnet-lite1 "
-      "SIZE=240` (8 minutes here at about 7 images/s under the load above). One by "
-      "one, with the wall seconds each took:\n")
+    w("All of it: `make study-lite-recipes` (it writes this file). Extraction, the "
+      "summary line of each `xfer extract` below (a folder whose vectors were there "
+      "already shows them reused):\n")
+    for folder in FEATURES:
+        _, lines = extract_lines(log, folder)
+        w(f"- `{folder}`: {lines[-1].replace('xfer extract: ', '') if lines else 'n/a'}")
+    w("\nOne by one, with the wall seconds each took:\n")
     commands_and_checks(w, log, problems)
     return "\n".join(out), problems, pct(mean_of(best)) if best else None
 
@@ -169,12 +162,7 @@ def row_is(best, arm, name):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--runs", default="runs/study-lite-recipes")
-    ap.add_argument("--doc", default="docs/accuracy-lite-recipes.md")
-    ap.add_argument("--report-only", action="store_true")
+    ap = study_parser(__doc__, "runs/study-lite-recipes", "docs/accuracy-lite-recipes.md")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     study = Study(args.runs)
@@ -183,12 +171,7 @@ def main():
     study.log = load_json(study.log_path)
     meta = load_json(study.meta_path)
     text, problems, _ = report(args.runs, meta, study.log)
-    doc = os.path.join(REPO, args.doc)
-    with open(doc + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(doc + ".tmp", doc)
-    print(text)
-    print(f"study_lite_recipes: wrote {args.doc}")
+    write_doc(args.doc, text, "study_lite_recipes")
     return 1 if problems else 0
 
 
