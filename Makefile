@@ -100,7 +100,7 @@ CARGO       ?= cargo
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
 .PHONY: help setup ort features train model test lint fmt bench check-export check-lite check-lite0 check-train \
-        check-pixels report clean study-lite0 study-lite study-augment check-augment check-gpu-libs check-slurm
+        check-pixels report clean study-lite0 study-lite study-lite-recipes study-augment check-augment check-gpu-libs check-slurm
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -205,6 +205,9 @@ study-lite0: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0 accuracy study (1
 
 study-lite: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0/1/2 accuracy study (native sizes and 299, Dense(10) and inner 100 + dropout 0.2, 5 rates, 3 seeds; make's model and features folders) into docs/accuracy-lite.md (STUDY_ARGS=--bases lite2:299)
 	$(VPY) scripts/study_lite.py --data $(DATA) $(STUDY_ARGS)
+
+study-lite-recipes: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## issue 16's search past study-lite: Lite1 at 240, nearest vs bilinear resize, 30 epochs at smaller rates, dropout 0.5, 3 seeds, into docs/accuracy-lite-recipes.md
+	$(VPY) scripts/study_lite_recipes.py --data $(DATA)
 
 check-lite: $(DATA_DEP) $(VENV)/.done ## prove an EfficientNet-Lite conversion (BACKBONE=efficientnet-lite0|1|2, default lite0): ImageNet names for DATA's validation images
 	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding \

@@ -25,22 +25,18 @@ Steps (each command is printed, timed and kept for the report):
 With --report-only nothing runs: the report is rebuilt from the run folders and the
 command log (RUNS/commands.json) of an earlier run.
 """
-import argparse
 import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite0 study)
-    BATCH, DROPOUT, EPOCHS, INNER, PY, REPO, XFER, Study, baseline_of, cell,
-    check_run, commands_and_checks, duration, errors_note, extract_lines, load_json, pct,
-    read_summary,
-    repo_relative)
+    BATCH, DROPOUT, EPOCHS, INNER, PY, REPO, XFER, Study, baseline_of, cell, check_run,
+    checkout_commit, commands_and_checks, duration, errors_note, extract_lines, load_json,
+    pct, read_summary, repo_relative, study_parser, write_doc)
 
-DEFAULT_DATA = "../shared/clothing-dataset-small"
 DEFAULT_LRS = "0.0001,0.0003,0.001,0.003,0.01"
 GOAL = 0.91
 # Native input side of each backbone (the size its ImageNet weights were trained at).
@@ -79,14 +75,7 @@ def head_dir(runs, tag, head, seed):
 
 def run_all(study, data, seeds, bases, lrs):
     data = os.path.relpath(os.path.abspath(data), REPO)
-
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if git("status", "--porcelain", "--untracked-files=no"):
-        commit += " (+ uncommitted changes in the checkout)"
+    commit = checkout_commit()
     os.makedirs(study.runs, exist_ok=True)
     with open(study.meta_path, "w") as f:
         json.dump({"date": datetime.date.today().isoformat(), "commit": commit,
@@ -243,15 +232,10 @@ def report(runs, meta, log):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--seeds", default="1,2,3")
+    ap = study_parser(__doc__, "runs/study-lite", "docs/accuracy-lite.md")
     ap.add_argument("--bases", default=DEFAULT_BASES,
                     help="backbone:size list (default: each Lite at its native size and 299)")
     ap.add_argument("--lrs", default=DEFAULT_LRS)
-    ap.add_argument("--runs", default="runs/study-lite")
-    ap.add_argument("--doc", default="docs/accuracy-lite.md")
-    ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     study = Study(args.runs)
@@ -260,12 +244,7 @@ def main():
     study.log = load_json(study.log_path)
     meta = load_json(study.meta_path)
     text, problems = report(args.runs, meta, study.log)
-    doc = os.path.join(REPO, args.doc)
-    os.makedirs(os.path.dirname(doc), exist_ok=True)
-    with open(doc, "w") as f:
-        f.write(text)
-    print(text)
-    print(f"study_lite: wrote {args.doc}")
+    write_doc(args.doc, text, "study_lite")
     return 1 if problems else 0
 
 

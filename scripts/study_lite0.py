@@ -124,6 +124,43 @@ def repo_relative(path):
     return os.path.relpath(path, REPO) if os.path.isabs(path) else path
 
 
+def checkout_commit():
+    """HEAD's short hash, marked when tracked files differ from it: the commit a
+    report names for the code that made its numbers."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (+ uncommitted changes in the checkout)"
+    return commit
+
+
+def write_doc(doc, text, name):
+    """Writes a study's report to `doc` (relative to the repository) under a
+    temporary name renamed into place, and prints it."""
+    path = os.path.join(REPO, doc)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    print(text)
+    print(f"{name}: wrote {doc}")
+
+
+def study_parser(doc_string, runs, doc):
+    """The flags every Lite study takes: --data, --seeds, --runs, --doc and
+    --report-only, with this study's folder and report as defaults."""
+    ap = argparse.ArgumentParser(description=doc_string.splitlines()[0])
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--runs", default=runs)
+    ap.add_argument("--doc", default=doc)
+    ap.add_argument("--report-only", action="store_true")
+    return ap
+
+
 def duration(seconds):
     if seconds < 90:
         return f"{seconds:.0f} seconds"
@@ -160,13 +197,7 @@ def best_lr(runs, tag, seeds):
 def run_all(study, data, seeds):
     # The commands run in REPO, and the log names no folder of this machine.
     data = os.path.relpath(os.path.abspath(data), REPO)
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if git("status", "--porcelain", "--untracked-files=no"):
-        commit += " (+ uncommitted changes in the checkout)"
+    commit = checkout_commit()
     os.makedirs(study.runs, exist_ok=True)
     with open(study.meta_path, "w") as f:
         json.dump({"date": datetime.date.today().isoformat(), "commit": commit,
@@ -407,12 +438,7 @@ def commands_and_checks(w, log, problems):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--runs", default="runs/study-lite0")
-    ap.add_argument("--doc", default="docs/accuracy-lite0.md")
-    ap.add_argument("--report-only", action="store_true")
+    ap = study_parser(__doc__, "runs/study-lite0", "docs/accuracy-lite0.md")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     study = Study(args.runs)
@@ -421,12 +447,7 @@ def main():
     study.log = load_json(study.log_path)
     meta = load_json(study.meta_path)
     text, problems = report(args.runs, meta["seeds"], meta["data"], study.log, meta)
-    doc = os.path.join(REPO, args.doc)
-    os.makedirs(os.path.dirname(doc), exist_ok=True)
-    with open(doc, "w") as f:
-        f.write(text)
-    print(text)
-    print(f"study_lite0: wrote {args.doc}")
+    write_doc(args.doc, text, "study_lite0")
     return 1 if problems else 0
 
 
