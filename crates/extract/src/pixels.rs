@@ -313,17 +313,29 @@ pub fn rgb_from_bytes(bytes: &[u8], spec: &PixelSpec) -> Result<Rgb8, BadImage> 
 
 /// HWC bytes to planar CHW floats with the model's scaling.
 ///
+/// A channel value has 256 possible results per channel, so they are
+/// computed once ([`Preprocess::apply`], bit for bit) and looked up: the
+/// per-pixel division and `match` cost more than the resize did
+/// (docs/decode.md).
+///
 /// # Panics
 /// When `out` does not hold `3 * width * height` values.
 pub fn to_chw(img: &Rgb8, preprocess: Preprocess, out: &mut [f32]) {
     let plane = img.width as usize * img.height as usize;
     assert_eq!(out.len(), 3 * plane, "output of the wrong length");
+    let mut table = [[0f32; 256]; 3];
+    for (c, t) in table.iter_mut().enumerate() {
+        for (v, x) in (0..=255u8).zip(t.iter_mut()) {
+            *x = preprocess.apply(v, c);
+        }
+    }
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    for (i, px) in img.data.chunks_exact(3).enumerate() {
-        r[i] = preprocess.apply(px[0], 0);
-        g[i] = preprocess.apply(px[1], 1);
-        b[i] = preprocess.apply(px[2], 2);
+    let rgb = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+    for (px, ((r, g), b)) in img.data.chunks_exact(3).zip(rgb) {
+        *r = table[0][usize::from(px[0])];
+        *g = table[1][usize::from(px[1])];
+        *b = table[2][usize::from(px[2])];
     }
 }
 
@@ -413,6 +425,34 @@ mod tests {
         let mut out = vec![0.0; 6];
         to_chw(&img, Preprocess::Raw, &mut out);
         assert_eq!(out, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+
+    #[test]
+    fn chw_table_is_apply_bit_for_bit() {
+        let img = Rgb8 {
+            width: 256,
+            height: 1,
+            data: (0..=255u8).flat_map(|v| [v, 255 - v, v ^ 0x5a]).collect(),
+        };
+        for p in [
+            Preprocess::Tf,
+            Preprocess::Torch,
+            Preprocess::Lite,
+            Preprocess::Raw,
+        ] {
+            let mut out = vec![0.0; 3 * 256];
+            to_chw(&img, p, &mut out);
+            for (i, px) in img.data.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    assert_eq!(
+                        out[c * 256 + i].to_bits(),
+                        p.apply(px[c], c).to_bits(),
+                        "{p} value {} channel {c}",
+                        px[c]
+                    );
+                }
+            }
+        }
     }
 
     #[test]
