@@ -6,6 +6,7 @@ mod adopt;
 mod augment;
 mod cli;
 mod device;
+mod draft;
 mod extract;
 mod predict;
 mod quant;

@@ -216,14 +216,16 @@ class ReadmeExample(unittest.TestCase):
         paths = []
         for name, img in [("palette.png", rgb.convert("P")), ("gray.png", rgb.convert("L")),
                           ("rgba.png", rgb.convert("RGBA")), ("photo.jpg", rgb),
-                          ("exact.png", rgb.resize((cls.SIZE, cls.SIZE)))]:
+                          ("exact.png", rgb.resize((cls.SIZE, cls.SIZE))),
+                          # draft scale 2 (--decode draft heads): min(w // S, h // S) = 2
+                          ("big.jpg", rgb.resize((4 * cls.SIZE + 3, 2 * cls.SIZE + 5)))]:
             path = os.path.join(folder, name)
             img.save(path)
             paths.append(path)
         return paths
 
-    def classifier(self, preprocess, resize):
-        d = os.path.join(self.tmp.name, f"{preprocess}-{resize}")
+    def classifier(self, preprocess, resize, decode="full"):
+        d = os.path.join(self.tmp.name, f"{preprocess}-{resize}-{decode}")
         os.makedirs(d)
         base = os.path.join(d, "base.onnx")
         r = run_export("tiny", "--dim", "6", "--seed", "4", "--preprocess", preprocess, "--out", base)
@@ -240,6 +242,7 @@ class ReadmeExample(unittest.TestCase):
             "xfer.model_sha256": sha, "xfer.size": f"{self.SIZE}x{self.SIZE}",
             "xfer.resize": resize, "xfer.preprocess": preprocess, "xfer.dim": "6",
             "xfer.pretrained": "false",
+            **({"xfer.decode": decode} if decode != "full" else {}),
         })
         joined = os.path.join(d, "classifier.onnx")
         r = run_export("classifier", "--base", base, "--head", head, "--out", joined)
@@ -255,10 +258,13 @@ class ReadmeExample(unittest.TestCase):
         return {ln["path"]: {t["class"]: t["probability"] for t in ln["top"]} for ln in lines}
 
     def test_every_preprocessing_equals_xfer_predict(self):
-        for preprocess, resize in [("tf", "nearest"), ("lite", "nearest"), ("torch", "nearest"),
-                                   ("raw", "nearest"), ("tf", "bilinear")]:
-            with self.subTest(preprocess=preprocess, resize=resize):
-                base, head, joined = self.classifier(preprocess, resize)
+        for preprocess, resize, decode in [("tf", "nearest", "full"), ("lite", "nearest", "full"),
+                                           ("torch", "nearest", "full"), ("raw", "nearest", "full"),
+                                           ("tf", "bilinear", "full"), ("raw", "bilinear", "draft")]:
+            with self.subTest(preprocess=preprocess, resize=resize, decode=decode):
+                base, head, joined = self.classifier(preprocess, resize, decode)
+                props = {p.key: p.value for p in onnx.load(joined).metadata_props}
+                self.assertEqual(props.get("xfer.decode", "full"), decode)
                 ours = self.predict(base, head)
                 for path in self.images:
                     theirs = self.classify(joined, path)

@@ -56,6 +56,27 @@ class LoadImg(unittest.TestCase):
             self.assertEqual(x.reshape(3, 3, 3)[:, 0, 0].tolist(), [float(v) for v in want])
 
 
+class Draft(unittest.TestCase):
+    def test_draft_decodes_jpeg_at_the_scale_pil_picks(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "x.jpg")
+            rng = np.random.default_rng(0)
+            Image.fromarray(rng.integers(0, 256, (101, 99, 3), dtype=np.uint8)).save(p, quality=90)
+            x = check_pixels.keras_input(p, 24, "bilinear", "raw", "draft")
+            img = Image.open(p)
+            img.draft("RGB", (24, 24))
+            self.assertEqual((img.decoderconfig[0], img.size), (4, (25, 26)))  # ceil(99/4), ceil(101/4)
+            want = np.asarray(img.convert("RGB").resize((24, 24), Image.BILINEAR), "float32")
+            np.testing.assert_array_equal(x, want.transpose(2, 0, 1).reshape(-1))
+            self.assertFalse(np.array_equal(x, check_pixels.keras_input(p, 24, "bilinear", "raw")))
+
+    def test_draft_jpegs_hit_every_scale(self):
+        with tempfile.TemporaryDirectory() as d:
+            check_pixels.synthetic(d, 0, 16)
+            scales = check_pixels.draft_scales(os.path.join(d, "c"), 16)
+            self.assertEqual(set(scales.values()), {1, 2, 4, 8})
+
+
 @unittest.skipUnless(os.path.exists(os.path.join(ROOT, "target", "debug", "xfer")),
                      "no target/debug/xfer (make test builds it first)")
 class AgainstXfer(unittest.TestCase):
@@ -67,6 +88,12 @@ class AgainstXfer(unittest.TestCase):
                                 "--xfer", xfer, "--synthetic", "--size", "24", "--keep", tmp],
                                capture_output=True, text=True, cwd=ROOT)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("max abs difference 0 ", r.stdout)
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "check_pixels.py"),
+                                "--xfer", xfer, "--synthetic", "--size", "24", "--decode", "draft"],
+                               capture_output=True, text=True, cwd=ROOT)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("decode draft", r.stdout)
             self.assertIn("max abs difference 0 ", r.stdout)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,7 +18,8 @@ trained on another model's vectors is refused, never joined into a model that
 gives silently wrong answers.
 
 The joined model's metadata is the base's plus `xfer.classes` (JSON array),
-`xfer.size` / `xfer.resize` (the input the head was trained on),
+`xfer.size` / `xfer.resize` / `xfer.decode` (the input the head was
+trained on; `xfer.decode` only for a head on `--decode draft` vectors),
 `xfer.model_sha256` (of the base), `xfer.head_sha256`, `xfer.head_inner` and
 `xfer.probabilities` (the name of the probability output).
 """
@@ -216,8 +217,9 @@ def join(base_path, head_path):
         "xfer.head_inner": str(layers[0][0].shape[1]) if len(layers) == 2 else "0",
         "xfer.probabilities": PROBABILITIES,
     })
-    if "xfer.resize" in meta:
-        props["xfer.resize"] = meta["xfer.resize"]
+    for key in ("xfer.resize", "xfer.decode"):
+        if key in meta:
+            props[key] = meta[key]
     del model.metadata_props[:]
     helper.set_model_props(model, props)
     model.doc_string = (model.doc_string + "\n" if model.doc_string else "") + \
