@@ -30,13 +30,13 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite0 study)
     BATCH, DROPOUT, EPOCHS, INNER, PY, REPO, XFER, Study, baseline_of, cell,
-    check_run, commands_and_checks, duration, errors_note, extract_lines, load_json, pct,
+    check_run, commands_and_checks, duration, errors_note, extract_lines, git_commit, load_json,
+    pct,
     read_summary,
     repo_relative)
 
@@ -79,14 +79,7 @@ def head_dir(runs, tag, head, seed):
 
 def run_all(study, data, seeds, bases, lrs):
     data = os.path.relpath(os.path.abspath(data), REPO)
-
-    def git(*argv):
-        return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if git("status", "--porcelain", "--untracked-files=no"):
-        commit += " (+ uncommitted changes in the checkout)"
+    commit = git_commit()
     os.makedirs(study.runs, exist_ok=True)
     with open(study.meta_path, "w") as f:
         json.dump({"date": datetime.date.today().isoformat(), "commit": commit,

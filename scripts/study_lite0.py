@@ -157,9 +157,8 @@ def best_lr(runs, tag, seeds):
     return max(per_lr, key=lambda lr: (statistics.mean(per_lr[lr]), -float(lr)))
 
 
-def run_all(study, data, seeds):
-    # The commands run in REPO, and the log names no folder of this machine.
-    data = os.path.relpath(os.path.abspath(data), REPO)
+def git_commit():
+    """HEAD's short hash, saying so where tracked files differ from it."""
     def git(*argv):
         return subprocess.run(["git", *argv], cwd=REPO, stdout=subprocess.PIPE,
                               text=True).stdout.strip()
@@ -167,6 +166,13 @@ def run_all(study, data, seeds):
     commit = git("rev-parse", "--short", "HEAD")
     if git("status", "--porcelain", "--untracked-files=no"):
         commit += " (+ uncommitted changes in the checkout)"
+    return commit
+
+
+def run_all(study, data, seeds):
+    # The commands run in REPO, and the log names no folder of this machine.
+    data = os.path.relpath(os.path.abspath(data), REPO)
+    commit = git_commit()
     os.makedirs(study.runs, exist_ok=True)
     with open(study.meta_path, "w") as f:
         json.dump({"date": datetime.date.today().isoformat(), "commit": commit,

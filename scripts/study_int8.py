@@ -1,0 +1,525 @@
+#!/usr/bin/env python3
+"""The int8 study of issue 15: what `export_model.py quantize` costs in accuracy,
+measured entirely with `xfer`, and how its calibration was chosen.
+
+  study_int8.py [--data ../shared/clothing-dataset-small] [--seeds 1,2,3]
+                [--parts calibration,accuracy] [--runs runs/study-int8]
+                [--doc docs/accuracy-int8.md] [--report-only]
+
+Part `calibration` (EfficientNet-Lite0, extraction at 150): for each method (minmax,
+entropy, percentile) and number of calibration images (100, 300, 1000), one
+calibration at the model's own side (224, quantize's default), written once as a
+calibration cache and used for both weight settings (8-bit, and 7-bit with
+--reduce-range: the ranges of the activations do not depend on the weights); each
+int8 model's vectors of the validation images against the fp32 ones: cosine mean,
+1st percentile and lowest; the calibration's wall time and peak RSS (GNU time). One
+more row: quantize's defaults calibrated at 150, the side extracted.
+
+Part `accuracy`: the models under the names `make model` and `make model QUANT=int8`
+give them (fp32 exported when absent; int8 made with quantize's defaults, again where
+the one there was made otherwise); `xfer extract` of DATA into the folders `make
+features` uses, for EfficientNet-Lite0 at 150 and 299, fp32 and int8; where `xfer
+extract --help` lists `--decode`, Lite0 150 fp32 and int8 with `--decode draft` as
+well (features/<stem>-150-draft); per features folder and seed, the course's head
+(Dense(10), Adam lr 0.01) and the best recipe of docs/accuracy-lite.md (Dense(100,
+relu) + Dropout(0.2) + Dense(10), lr 0.001), 10 epochs, batch 32; the cosine of every
+int8 vector to its fp32 one. Xception with random weights (seed 1, as `make model
+WEIGHTS=random`): fp32 against int8 at 150, the cosine of the validation images only.
+Goal: an int8 head at most 1 point below its fp32 one, per row.
+
+Each command is printed, timed and logged (RUNS/<part>/commands.json); the report
+cross-checks every run's files as study_lite0.py does and exits 1 on any
+inconsistency. Run it under `nice -n 19` (make study-int8 does). With --report-only
+nothing runs: the report is rebuilt from the run folders and the logs.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_vectors import cosines  # noqa: E402
+from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite0 study)
+    BATCH, DROPOUT, EPOCHS, INNER, PY, REPO, XFER, Study, cell, check_run,
+    commands_and_checks, duration, git_commit, load_json, pct, repo_relative)
+
+DEFAULT_DATA = "../shared/clothing-dataset-small"
+GOAL_POINTS = 1.0
+LITE0 = "models/efficientnet-lite0-imagenet.onnx"
+XCEPTION = "models/xception-random-s1.onnx"
+EXPORT = {LITE0: ["efficientnet-lite0"],
+          XCEPTION: ["xception", "--weights", "random", "--seed", "1"]}
+METHODS = ("minmax", "entropy", "percentile")
+CALIB_IMAGES = (100, 300, 1000)
+CALIB_SIZE = 224  # quantize's default for Lite0: the model's xfer.default_size
+SIZES = (150, 299)
+DRAFT_SIZE = 150
+HEADS = [
+    ("course", "course: Dense(10), lr 0.01", "0.01", []),
+    ("best", f"best: Dense({INNER}, relu) + Dropout({DROPOUT}) + Dense(10), lr 0.001", "0.001",
+     ["--inner", str(INNER), "--dropout", str(DROPOUT)]),
+]
+TIME_FORMAT = "study_int8 time: %e s, peak RSS %M KB"
+
+
+def int8_of(model):
+    """The int8 copy's name as `make model QUANT=int8` gives it."""
+    return model[:-len(".onnx")] + "-int8.onnx"
+
+
+def stem(model):
+    return os.path.splitext(os.path.basename(model))[0]
+
+
+def tag_of(model, size, decode=None):
+    """The features folder's name: <model stem>-<size>, as `make features` gives it,
+    and -<decode> after it for a decode other than Keras's."""
+    return f"{stem(model)}-{size}" + (f"-{decode}" if decode else "")
+
+
+def draft_available(study):
+    """Whether this xfer has `extract --decode` (issue 15's --decode draft)."""
+    out = subprocess.run([os.path.join(REPO, XFER), "extract", "--help"], cwd=REPO,
+                         env=study.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True).stdout
+    return "--decode" in out
+
+
+def quant_of(model):
+    """The model's xfer.quant entry (a dict), or None."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(os.path.join(REPO, model),
+                                                load_external_data=False).metadata_props}
+    return json.loads(props["xfer.quant"]) if "xfer.quant" in props else None
+
+
+def quant_defaults():
+    from xferexport import quantize
+
+    return {"method": quantize.DEFAULT_METHOD, "images": quantize.DEFAULT_IMAGES,
+            "reduce_range": quantize.DEFAULT_REDUCE_RANGE, "seed": 0}
+
+
+def ensure_models(study, data, models):
+    for model in models:
+        argv = [PY, "scripts/export_model.py", *EXPORT[model], "--out", model]
+        if os.path.exists(os.path.join(REPO, model)):
+            study.reuse(argv, "export", model)
+        else:
+            study.run(argv, "export")
+        int8 = int8_of(model)
+        argv = [PY, "scripts/export_model.py", "quantize", "--model", model, "--data", data,
+                "--out", int8]
+        q = quant_of(int8) if os.path.exists(os.path.join(REPO, int8)) else None
+        want = quant_defaults()
+        if q is not None and all(q.get(k) == v for k, v in want.items()):
+            study.reuse(argv, "quantize", int8)
+        else:
+            study.run(["/usr/bin/time", "-f", TIME_FORMAT, *argv], f"quantize {stem(int8)}")
+
+
+def write_meta(study, data, seeds, extra=None):
+    os.makedirs(os.path.join(REPO, study.runs), exist_ok=True)
+    load = os.getloadavg()
+    meta = {"date": datetime.date.today().isoformat(), "commit": git_commit(), "data": data,
+            "seeds": seeds, "nice": os.nice(0),
+            "load_at_start": [round(x, 2) for x in load], **(extra or {})}
+    with open(os.path.join(REPO, study.meta_path), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def finish_meta(study):
+    path = os.path.join(REPO, study.meta_path)
+    meta = load_json(study.meta_path)
+    meta["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    with open(path, "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def validation_only(runs, data):
+    """A DATA folder holding just a link `validation` to DATA's (the cosine needs no
+    training images); the link is relative, so the log names no machine's folder."""
+    folder = os.path.join(runs, "valdata")
+    link = os.path.join(REPO, folder, "validation")
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    target = os.path.relpath(os.path.join(REPO, data, "validation"), os.path.dirname(link))
+    if os.path.islink(link) and os.readlink(link) != target:
+        os.unlink(link)
+    if not os.path.islink(link):
+        os.symlink(target, link)
+    return folder
+
+
+# ------------------------------------------------------------ part: calibration
+
+
+def calib_name(method, images, reduce_range, size=CALIB_SIZE):
+    return (f"{method}-{images}" + ("-rr" if reduce_range else "")
+            + (f"-at{size}" if size != CALIB_SIZE else ""))
+
+
+def calib_cells():
+    """(name, method, images, reduce_range, size), the grid, then the defaults at 150."""
+    cells = [(calib_name(m, n, rr), m, n, rr, CALIB_SIZE)
+             for n in CALIB_IMAGES for m in METHODS for rr in (True, False)]
+    d = quant_defaults()
+    cells.append((calib_name(d["method"], d["images"], d["reduce_range"], DRAFT_SIZE),
+                  d["method"], d["images"], d["reduce_range"], DRAFT_SIZE))
+    return cells
+
+
+def run_calibration(study, data):
+    runs = study.runs
+    ensure_models(study, data, [LITE0])
+    fp32 = f"features/{tag_of(LITE0, DRAFT_SIZE)}"
+    study.run([XFER, "extract", "--data", data, "--model", LITE0, "--out", fp32,
+               "--size", str(DRAFT_SIZE)], "extract fp32")
+    val = validation_only(runs, data)
+    for name, method, images, rr, size in calib_cells():
+        model = f"{runs}/{name}.onnx"
+        cache = f"{runs}/ranges-{method}-{images}-at{size}.json"
+        argv = [PY, "scripts/export_model.py", "quantize", "--model", LITE0, "--data", data,
+                "--out", model, "--method", method, "--images", str(images), "--size", str(size),
+                "--reduce-range" if rr else "--no-reduce-range", "--calibration-cache", cache]
+        if os.path.exists(os.path.join(REPO, model)):
+            study.reuse(argv, f"quantize {name}", model)
+        else:
+            cached = os.path.exists(os.path.join(REPO, cache))
+            study.run(["/usr/bin/time", "-f", TIME_FORMAT, *argv],
+                      f"quantize {name}" + (" (cached ranges)" if cached else ""))
+        study.run([XFER, "extract", "--data", val, "--model", model,
+                   "--out", f"{runs}/features/{name}", "--size", str(DRAFT_SIZE)],
+                  f"extract {name}")
+
+
+def time_of(log, step):
+    """(seconds, peak GB) GNU time printed for `step`, or None."""
+    for e in log:
+        if e["step"] == step:
+            m = re.search(r"study_int8 time: ([\d.]+) s, peak RSS (\d+) KB", e["output"])
+            if m:
+                return float(m.group(1)), int(m.group(2)) / 1e6
+    return None
+
+
+def cos_stats(cos):
+    return (f"{cos.mean():.4f}", f"{np.percentile(cos, 1):.4f}", f"{cos.min():.4f}")
+
+
+def report_calibration(w, runs, meta, log, problems):
+    fp32 = f"features/{tag_of(LITE0, DRAFT_SIZE)}"
+    rows = []
+    for name, method, images, rr, size in calib_cells():
+        folder = f"{runs}/features/{name}"
+        try:
+            cos = cosines(os.path.join(REPO, fp32), os.path.join(REPO, folder), "validation")
+        except SystemExit as e:
+            problems.append(f"{folder}: {e}")
+            continue
+        t = (time_of(log, f"quantize {name}")
+             or time_of(log, f"quantize {name} (cached ranges)"))
+        rows.append((name, method, images, rr, size, cos, t))
+    if not rows:
+        w("No calibration finished.\n")
+        return
+    best = max(rows, key=lambda r: r[5].mean())
+    d = quant_defaults()
+    w("| method | images | weights | mean | 1st percentile | lowest | calibration wall s, "
+      "peak RSS GB |")
+    w("|---|---|---|---|---|---|---|")
+    for name, method, images, rr, size, cos, t in rows:
+        mean, p1, low = cos_stats(cos)
+        if r_is_default := (method == d["method"] and images == d["images"]
+                            and rr == d["reduce_range"] and size == CALIB_SIZE):
+            mean = f"**{mean}**"
+        if name == best[0] and not r_is_default:
+            mean = f"*{mean}*"
+        if t is None:
+            tt = "n/a"
+        elif time_of(log, f"quantize {name} (cached ranges)"):
+            tt = f"{t[0]:.0f} s, {t[1]:.2f} GB (ranges from the cache)"
+        else:
+            tt = f"{t[0]:.0f} s, {t[1]:.2f} GB"
+        weights = "7-bit (`--reduce-range`)" if rr else "8-bit"
+        label = method + (f", calibrated at {size}" if size != CALIB_SIZE else "")
+        w(f"| {label} | {images} | {weights} | {mean} | {p1} | {low} | {tt} |")
+    w("")
+    w(f"Bold: quantize's defaults ({d['method']}, {d['images']} images, "
+      f"{'7' if d['reduce_range'] else '8'}-bit weights). Italic: the highest mean where it is "
+      "not the default. One validation image's cosine moves the 1st percentile (the 4th "
+      "lowest of 341) and the lowest; the mean is the steadier figure.\n")
+
+
+# ------------------------------------------------------------ part: accuracy
+
+
+def accuracy_bases(with_draft):
+    """(tag, fp32 tag, model, size, decode, label) of every features folder trained on."""
+    out = []
+    for size in SIZES:
+        for model, kind in ((LITE0, "fp32"), (int8_of(LITE0), "int8")):
+            out.append((tag_of(model, size), tag_of(LITE0, size), model, size, None, kind))
+    if with_draft:
+        for model, kind in ((LITE0, "fp32"), (int8_of(LITE0), "int8")):
+            out.append((tag_of(model, DRAFT_SIZE, "draft"), tag_of(LITE0, DRAFT_SIZE), model,
+                        DRAFT_SIZE, "draft", kind))
+    return out
+
+
+def head_dir(runs, tag, head, seed):
+    return os.path.join(runs, tag, f"{head}-seed{seed}")
+
+
+def run_accuracy(study, data, seeds, with_draft):
+    runs = study.runs
+    ensure_models(study, data, [LITE0, XCEPTION])
+    bases = accuracy_bases(with_draft)
+    for tag, _, model, size, decode, _ in bases:
+        study.run([XFER, "extract", "--data", data, "--model", model, "--out", f"features/{tag}",
+                   "--size", str(size), *(["--decode", decode] if decode else [])],
+                  f"extract {tag}")
+    val = validation_only(runs, data)
+    for model in (XCEPTION, int8_of(XCEPTION)):
+        study.run([XFER, "extract", "--data", val, "--model", model,
+                   "--out", f"{runs}/features/{tag_of(model, 150)}", "--size", "150"],
+                  f"extract {tag_of(model, 150)}")
+    for tag, *_ in bases:
+        for head, _, lr, args in HEADS:
+            for seed in seeds:
+                study.run([XFER, "train", "--features", f"features/{tag}",
+                           "--out", head_dir(runs, tag, head, seed), "--lr", lr, *args,
+                           "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+                           "--seed", str(seed)], f"train {tag} {head}")
+
+
+def all_cosines(a, b):
+    return np.concatenate([cosines(a, b, split) for split in ("train", "validation")])
+
+
+def compare(ref, other, accs, problems):
+    """The cosine of features/<other> to features/<ref> over every image, and per
+    head: (label, ref's cell, other's cell, other − ref in points)."""
+    try:
+        cos = all_cosines(os.path.join(REPO, "features", ref),
+                          os.path.join(REPO, "features", other))
+        cs = ", ".join(cos_stats(cos)) + f" ({len(cos)} images)"
+    except SystemExit as e:
+        problems.append(f"features/{other}: {e}")
+        cs = "n/a"
+    per_head = []
+    for head, label, _, _ in HEADS:
+        a, b = accs.get((ref, head)), accs.get((other, head))
+        if a and b:
+            ra, oa = [x for x, _ in a], [x for x, _ in b]
+            per_head.append((label, cell(ra)[0], cell(oa)[0],
+                             100 * (statistics.mean(oa) - statistics.mean(ra))))
+    return cs, per_head
+
+
+def report_accuracy(w, runs, meta, log, problems):
+    bases = accuracy_bases(meta.get("draft", False))
+    accs = {}  # (tag, head) -> [(acc, epoch)]
+    for tag, _, _, size, _, _ in bases:
+        for head, _, _, _ in HEADS:
+            res = []
+            for seed in meta["seeds"]:
+                folder = head_dir(runs, tag, head, seed)
+                if not os.path.exists(os.path.join(REPO, folder, "history.json")):
+                    problems.append(f"{folder}: missing")
+                    continue
+                one = check_run(folder, None, problems, seed, size)
+                if one is not None:
+                    res.append(one)
+            accs[(tag, head)] = res
+
+    w("### The head's best validation accuracy, fp32 against int8\n")
+    w("| base | size | decode | head | fp32 % (mean ± sd) | int8 % (mean ± sd) | int8 − fp32, "
+      "points | goal (≥ −1) | cosine int8 to fp32: mean, 1st pct, lowest |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    pairs = [(b, c) for b in bases if b[5] == "fp32" for c in bases
+             if c[5] == "int8" and c[3] == b[3] and c[4] == b[4]]
+    for f, q in pairs:
+        cs, per_head = compare(f[0], q[0], accs, problems)
+        for label, fa, qa, delta in per_head:
+            met = "met" if delta >= -GOAL_POINTS - 1e-9 else "**not met**"
+            w(f"| EfficientNet-Lite0 | {f[3]} | {f[4] or 'Keras (nearest)'} | {label} | "
+              f"{fa} | {qa} | {delta:+.1f} | {met} | {cs} |")
+    w("")
+    if meta.get("draft"):
+        w("### `--decode draft` against Keras's pixels (same model)\n")
+        w("| model | head | Keras (nearest) % | draft % | draft − Keras, points | cosine "
+          "draft to Keras: mean, 1st pct, lowest |")
+        w("|---|---|---|---|---|---|")
+        for model, kind in ((LITE0, "fp32"), (int8_of(LITE0), "int8")):
+            cs, per_head = compare(tag_of(model, DRAFT_SIZE), tag_of(model, DRAFT_SIZE, "draft"),
+                                   accs, problems)
+            for label, ka, da, delta in per_head:
+                w(f"| Lite0 {DRAFT_SIZE} {kind} | {label} | {ka} | {da} | {delta:+.1f} | {cs} |")
+        w("")
+    w("Per seed (best validation accuracy %, epoch from 1):\n")
+    w("| features | head | " + " | ".join(f"seed {s}" for s in meta["seeds"]) + " |")
+    w("|---|---|" + "---|" * len(meta["seeds"]))
+    for tag, *_ in bases:
+        for head, _, _, _ in HEADS:
+            res = accs.get((tag, head)) or []
+            w(f"| `features/{tag}` | {head} | "
+              + " | ".join(f"{pct(a)} ({e})" for a, e in res) + " |")
+    w("")
+    w("### Xception (random weights, seed 1), fp32 against int8 at 150: the cosine\n")
+    xf, xq = tag_of(XCEPTION, 150), tag_of(int8_of(XCEPTION), 150)
+    try:
+        cos = cosines(os.path.join(REPO, runs, "features", xf),
+                      os.path.join(REPO, runs, "features", xq), "validation")
+        mean, p1, low = cos_stats(cos)
+        w("| base | images | mean | 1st percentile | lowest |")
+        w("|---|---|---|---|---|")
+        w(f"| Xception (random weights) 150 | {len(cos)} validation | {mean} | {p1} | {low} |\n")
+    except SystemExit as e:
+        problems.append(f"{runs}/features/{xq}: {e}")
+        w("n/a\n")
+
+
+# ------------------------------------------------------------ the report
+
+
+def extraction_table(w, log):
+    w("| step | wall s | extract's summary |")
+    w("|---|---|---|")
+    for e in log:
+        if e["step"].startswith("extract"):
+            lines = [ln for ln in e["output"].splitlines() if ln.startswith("xfer extract:")]
+            summary = lines[-1].replace("xfer extract: ", "") if lines else "n/a"
+            w(f"| {e['step'][len('extract '):]} | {e['seconds']} | {summary} |")
+    w("")
+
+
+def machine_line(meta):
+    load = meta.get("load_at_start"), meta.get("load_at_end")
+    said = ", ".join(f"{k} {' / '.join(str(x) for x in v)}" for k, v in
+                     (("at the start", load[0]), ("at the end", load[1])) if v)
+    return (f"on {meta['date']} at commit {meta['commit']}, under `nice -n {meta.get('nice', 0)}`; "
+            f"load average (1, 5, 15 min) {said or 'not recorded'}")
+
+
+def report(args, parts):
+    problems = []
+    out = []
+    w = out.append
+    w("# int8 bases: calibration and accuracy (EfficientNet-Lite0, Xception)\n")
+    w("Made by `make study-int8` (`scripts/study_int8.py`), entirely with `xfer` and "
+      "`scripts/export_model.py quantize` (issue 15, \"Accuracy measured, not assumed\"). "
+      "Machine: 2 cores of an AMD EPYC with AVX2 but neither AVX-512 nor VNNI, shared with "
+      "three other engineers' builds and studies (wall times and rates are indicative only), "
+      "no GPU, ONNX Runtime 1.32.0 CPU. Data: the clothing data set, train 3068 and "
+      "validation 341 images, 10 classes (one validation image is 0.29 points). int8 here "
+      "is ONNX Runtime's static quantization: QDQ, int8 weights per output channel, uint8 "
+      "activations, ranges calibrated on training images spread over the classes (seed 0) "
+      "and prepared exactly as `xfer extract` prepares them. Without VNNI, ORT's u8s8 "
+      "kernels saturate their int16 sums, so the same int8 file gives vectors further from "
+      "fp32's here than on a VNNI CPU (docs/int8.md); every figure below is this CPU's.\n")
+    logs = {}
+    for part in parts:
+        study = Study(os.path.join(args.runs, part))
+        if not os.path.exists(os.path.join(REPO, study.log_path)):
+            problems.append(f"{study.log_path}: missing (part {part} never ran)")
+            continue
+        logs[part] = (study, load_json(study.log_path), load_json(study.meta_path))
+    if "calibration" in logs:
+        study, log, meta = logs["calibration"]
+        w("## Calibration: method, images, weights\n")
+        w(f"Made {machine_line(meta)}. EfficientNet-Lite0 (ImageNet weights), calibrated at "
+          f"{CALIB_SIZE} (the model's own side, quantize's default) unless said, vectors "
+          f"extracted at {DRAFT_SIZE}; cosine of each of the validation images' int8 vector to "
+          "its fp32 one. The calibration's wall time and peak RSS are GNU time's for "
+          "`export_model.py quantize` (the whole command: pre-processing, calibration, "
+          "quantization, checks); a row marked *ranges from the cache* reused the ranges of "
+          "the row above it (the activations' ranges do not depend on the weights), so its "
+          "time is that of quantizing alone. Entropy and percentile are given the images 25 "
+          "at a time (ORT's CalibStridedMinMax), which bounds their memory.\n")
+        report_calibration(w, study.runs, meta, log, problems)
+    if "accuracy" in logs:
+        study, log, meta = logs["accuracy"]
+        w("## Accuracy: fp32 against int8\n")
+        w(f"Made {machine_line(meta)}. Seeds {', '.join(map(str, meta['seeds']))}; Adam, "
+          f"{EPOCHS} epochs, batch {BATCH}; *best val acc* is the highest validation "
+          "accuracy over the epochs (the one `head.safetensors` keeps), mean ± sample standard "
+          "deviation over the seeds. Two heads: the course's (Dense(10), lr 0.01) and the best "
+          "recipe of docs/accuracy-lite.md (Lite0 at 299, Dense(100, relu) + Dropout(0.2) + "
+          "Dense(10), lr 0.001), each at both sizes. int8 model: `make model "
+          "QUANT=int8`'s, quantize's defaults (one file for every size, calibrated at 224). "
+          "The cosine is over every image, train and validation. The goal: int8 at most 1 "
+          f"point below fp32 ({GOAL_POINTS} point = 3.4 validation images).\n")
+        if not meta.get("draft"):
+            w("`--decode draft` rows: none; this xfer's `extract --help` did not list "
+              "`--decode` when the study ran (they appear when it does).\n")
+        report_accuracy(w, study.runs, meta, log, problems)
+    w("## Extraction\n")
+    for part, (study, log, meta) in logs.items():
+        w(f"Part {part}:\n")
+        extraction_table(w, log)
+    w("A folder whose vectors were already there (same model file, same images) shows them "
+      "reused; its time is then that of the command that encoded them.\n")
+    w("## Commands\n")
+    w("Run from the repository root with\n")
+    w("```\nexport ORT_DYLIB_PATH=$(pwd)/.ort/cpu-1.32.0/libonnxruntime.so "
+      "XDG_CACHE_HOME=$(pwd)/.cache\n```\n")
+    total = sum(e["seconds"] for _, log, _ in logs.values() for e in log)
+    w(f"All of it: `make study-int8`, or `nice -n 19 .venv/bin/python scripts/study_int8.py` "
+      f"({duration(total)} here for the commands below; it writes this file). Models and "
+      "features folders are the ones `make model` and `make features` make. One by one, "
+      "with the wall seconds each took:\n")
+    merged = [e for _, log, _ in logs.values() for e in log]
+    commands_and_checks(w, merged, problems)
+    return "\n".join(out), problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--parts", default="calibration,accuracy")
+    ap.add_argument("--runs", default="runs/study-int8")
+    ap.add_argument("--doc", default="docs/accuracy-int8.md")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    for p in parts:
+        if p not in ("calibration", "accuracy"):
+            raise SystemExit(f"study_int8: --parts {p!r}: want calibration and/or accuracy")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    os.chdir(REPO)
+    data = os.path.relpath(os.path.abspath(args.data), REPO)
+    if not args.report_only:
+        if not os.path.exists(os.path.join(REPO, XFER)):
+            Study(args.runs).run(["cargo", "build", "--release", "--bin", "xfer"], "build")
+        for part in parts:
+            study = Study(os.path.join(args.runs, part))
+            if part == "calibration":
+                write_meta(study, data, seeds)
+                run_calibration(study, data)
+            else:
+                draft = draft_available(study)
+                write_meta(study, data, seeds, {"draft": draft})
+                run_accuracy(study, data, seeds, draft)
+            finish_meta(study)
+    text, problems = report(args, ["calibration", "accuracy"])
+    doc = os.path.join(REPO, args.doc)
+    os.makedirs(os.path.dirname(doc), exist_ok=True)
+    tmp = doc + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, doc)
+    print(text)
+    print(f"study_int8: wrote {args.doc}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
