@@ -126,11 +126,19 @@ def ensure_models(study, data, models):
 
 
 def write_meta(study, data, seeds, extra=None):
+    """RUNS/<part>/meta.json; a part run again over an earlier one's folders keeps the
+    earlier commits and loads, since rows it reuses were made then."""
     os.makedirs(os.path.join(REPO, study.runs), exist_ok=True)
     load = os.getloadavg()
     meta = {"date": datetime.date.today().isoformat(), "commit": git_commit(), "data": data,
             "seeds": seeds, "nice": os.nice(0),
             "load_at_start": [round(x, 2) for x in load], **(extra or {})}
+    if os.path.exists(os.path.join(REPO, study.meta_path)):
+        old = load_json(study.meta_path)
+        earlier = old.get("earlier", []) + [{k: old.get(k) for k in
+                                             ("date", "commit", "load_at_start", "load_at_end")}]
+        meta["earlier"] = [e for e in earlier if e.get("commit") != meta["commit"]
+                           or e.get("load_at_start") != meta["load_at_start"]]
     with open(os.path.join(REPO, study.meta_path), "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -165,30 +173,41 @@ def calib_name(method, images, reduce_range, size=CALIB_SIZE):
             + (f"-at{size}" if size != CALIB_SIZE else ""))
 
 
-def calib_cells():
+def calib_cells(images=CALIB_IMAGES):
     """(name, method, images, reduce_range, size), the grid, then the defaults at 150."""
     cells = [(calib_name(m, n, rr), m, n, rr, CALIB_SIZE)
-             for n in CALIB_IMAGES for m in METHODS for rr in (True, False)]
+             for n in images for m in METHODS for rr in (True, False)]
     d = quant_defaults()
     cells.append((calib_name(d["method"], d["images"], d["reduce_range"], DRAFT_SIZE),
                   d["method"], d["images"], d["reduce_range"], DRAFT_SIZE))
     return cells
 
 
-def run_calibration(study, data):
+def previous_log(study):
+    """The steps an earlier run of this part logged, by step name."""
+    path = os.path.join(REPO, study.log_path)
+    return {e["step"]: e for e in load_json(study.log_path)} if os.path.exists(path) else {}
+
+
+def run_calibration(study, data, images):
     runs = study.runs
+    earlier = previous_log(study)
     ensure_models(study, data, [LITE0])
     fp32 = f"features/{tag_of(LITE0, DRAFT_SIZE)}"
     study.run([XFER, "extract", "--data", data, "--model", LITE0, "--out", fp32,
                "--size", str(DRAFT_SIZE)], "extract fp32")
     val = validation_only(runs, data)
-    for name, method, images, rr, size in calib_cells():
+    for name, method, n, rr, size in calib_cells(images):
         model = f"{runs}/{name}.onnx"
-        cache = f"{runs}/ranges-{method}-{images}-at{size}.json"
+        cache = f"{runs}/ranges-{method}-{n}-at{size}.json"
         argv = [PY, "scripts/export_model.py", "quantize", "--model", LITE0, "--data", data,
-                "--out", model, "--method", method, "--images", str(images), "--size", str(size),
+                "--out", model, "--method", method, "--images", str(n), "--size", str(size),
                 "--reduce-range" if rr else "--no-reduce-range", "--calibration-cache", cache]
-        if os.path.exists(os.path.join(REPO, model)):
+        made = [earlier[k] for k in (f"quantize {name}", f"quantize {name} (cached ranges)")
+                if k in earlier and earlier[k]["status"] == 0 and not earlier[k].get("reused")]
+        if os.path.exists(os.path.join(REPO, model)) and made:
+            study.log.append(made[0])  # made by an earlier run of this part: its time
+        elif os.path.exists(os.path.join(REPO, model)):
             study.reuse(argv, f"quantize {name}", model)
         else:
             cached = os.path.exists(os.path.join(REPO, cache))
@@ -216,7 +235,7 @@ def cos_stats(cos):
 def report_calibration(w, runs, meta, log, problems):
     fp32 = f"features/{tag_of(LITE0, DRAFT_SIZE)}"
     rows = []
-    for name, method, images, rr, size in calib_cells():
+    for name, method, images, rr, size in calib_cells(meta["calib_images"]):
         folder = f"{runs}/features/{name}"
         try:
             cos = cosines(os.path.join(REPO, fp32), os.path.join(REPO, folder), "validation")
@@ -404,8 +423,13 @@ def machine_line(meta):
     load = meta.get("load_at_start"), meta.get("load_at_end")
     said = ", ".join(f"{k} {' / '.join(str(x) for x in v)}" for k, v in
                      (("at the start", load[0]), ("at the end", load[1])) if v)
-    return (f"on {meta['date']} at commit {meta['commit']}, under `nice -n {meta.get('nice', 0)}`; "
+    line = (f"on {meta['date']} at commit {meta['commit']}, under `nice -n {meta.get('nice', 0)}`; "
             f"load average (1, 5, 15 min) {said or 'not recorded'}")
+    for e in meta.get("earlier", []):
+        line += (f"; resuming a run at commit {e.get('commit')} (load "
+                 f"{' / '.join(str(x) for x in e.get('load_at_start') or [])} at its start), "
+                 "whose finished rows were kept")
+    return line
 
 
 def report(args, parts):
@@ -442,7 +466,8 @@ def report(args, parts):
           "quantization, checks); a row marked *ranges from the cache* reused the ranges of "
           "the row above it (the activations' ranges do not depend on the weights), so its "
           "time is that of quantizing alone. Entropy and percentile are given the images 25 "
-          "at a time (ORT's CalibStridedMinMax), which bounds their memory.\n")
+          "at a time (ORT's CalibStridedMinMax), which bounds their memory. Calibration "
+          f"sizes run: {', '.join(map(str, meta['calib_images']))} images.\n")
         report_calibration(w, study.runs, meta, log, problems)
     if "accuracy" in logs:
         study, log, meta = logs["accuracy"]
@@ -485,6 +510,8 @@ def main():
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--parts", default="calibration,accuracy")
+    ap.add_argument("--calib-images", default=",".join(map(str, CALIB_IMAGES)),
+                    help="calibration sizes of the grid (default %(default)s)")
     ap.add_argument("--runs", default="runs/study-int8")
     ap.add_argument("--doc", default="docs/accuracy-int8.md")
     ap.add_argument("--report-only", action="store_true")
@@ -494,6 +521,7 @@ def main():
         if p not in ("calibration", "accuracy"):
             raise SystemExit(f"study_int8: --parts {p!r}: want calibration and/or accuracy")
     seeds = [int(s) for s in args.seeds.split(",")]
+    calib_images = [int(n) for n in args.calib_images.split(",")]
     os.chdir(REPO)
     data = os.path.relpath(os.path.abspath(args.data), REPO)
     if not args.report_only:
@@ -502,8 +530,8 @@ def main():
         for part in parts:
             study = Study(os.path.join(args.runs, part))
             if part == "calibration":
-                write_meta(study, data, seeds)
-                run_calibration(study, data)
+                write_meta(study, data, seeds, {"calib_images": calib_images})
+                run_calibration(study, data, calib_images)
             else:
                 draft = draft_available(study)
                 write_meta(study, data, seeds, {"draft": draft})
