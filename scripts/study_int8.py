@@ -66,6 +66,7 @@ HEADS = [
      ["--inner", str(INNER), "--dropout", str(DROPOUT)]),
 ]
 TIME_FORMAT = "study_int8 time: %e s, peak RSS %M KB"
+FEATURES = "features"  # `make features`' folder (relative to the repository)
 
 
 def int8_of(model):
@@ -193,7 +194,7 @@ def run_calibration(study, data, images):
     runs = study.runs
     earlier = previous_log(study)
     ensure_models(study, data, [LITE0])
-    fp32 = f"features/{tag_of(LITE0, DRAFT_SIZE)}"
+    fp32 = f"{FEATURES}/{tag_of(LITE0, DRAFT_SIZE)}"
     study.run([XFER, "extract", "--data", data, "--model", LITE0, "--out", fp32,
                "--size", str(DRAFT_SIZE)], "extract fp32")
     val = validation_only(runs, data)
@@ -233,7 +234,7 @@ def cos_stats(cos):
 
 
 def report_calibration(w, runs, meta, log, problems):
-    fp32 = f"features/{tag_of(LITE0, DRAFT_SIZE)}"
+    fp32 = f"{FEATURES}/{tag_of(LITE0, DRAFT_SIZE)}"
     rows = []
     for name, method, images, rr, size in calib_cells(meta["calib_images"]):
         folder = f"{runs}/features/{name}"
@@ -301,7 +302,7 @@ def run_accuracy(study, data, seeds, with_draft):
     ensure_models(study, data, [LITE0, XCEPTION])
     bases = accuracy_bases(with_draft)
     for tag, _, model, size, decode, _ in bases:
-        study.run([XFER, "extract", "--data", data, "--model", model, "--out", f"features/{tag}",
+        study.run([XFER, "extract", "--data", data, "--model", model, "--out", f"{FEATURES}/{tag}",
                    "--size", str(size), *(["--decode", decode] if decode else [])],
                   f"extract {tag}")
     val = validation_only(runs, data)
@@ -312,7 +313,7 @@ def run_accuracy(study, data, seeds, with_draft):
     for tag, *_ in bases:
         for head, _, lr, args in HEADS:
             for seed in seeds:
-                study.run([XFER, "train", "--features", f"features/{tag}",
+                study.run([XFER, "train", "--features", f"{FEATURES}/{tag}",
                            "--out", head_dir(runs, tag, head, seed), "--lr", lr, *args,
                            "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
                            "--seed", str(seed)], f"train {tag} {head}")
@@ -326,8 +327,8 @@ def compare(ref, other, accs, problems):
     """The cosine of features/<other> to features/<ref> over every image, and per
     head: (label, ref's cell, other's cell, other − ref in points)."""
     try:
-        cos = all_cosines(os.path.join(REPO, "features", ref),
-                          os.path.join(REPO, "features", other))
+        cos = all_cosines(os.path.join(REPO, FEATURES, ref),
+                          os.path.join(REPO, FEATURES, other))
         cs = ", ".join(cos_stats(cos)) + f" ({len(cos)} images)"
     except SystemExit as e:
         problems.append(f"features/{other}: {e}")
