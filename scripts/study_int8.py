@@ -37,6 +37,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -108,7 +109,9 @@ def quant_defaults():
             "reduce_range": quantize.DEFAULT_REDUCE_RANGE, "seed": 0}
 
 
-def ensure_models(study, data, models):
+def ensure_models(study, data, models, earlier=None):
+    """The fp32 models, exported where absent, and their int8 copies, made with
+    quantize's defaults where absent or made otherwise."""
     for model in models:
         argv = [PY, "scripts/export_model.py", *EXPORT[model], "--out", model]
         if os.path.exists(os.path.join(REPO, model)):
@@ -120,7 +123,10 @@ def ensure_models(study, data, models):
                 "--out", int8]
         q = quant_of(int8) if os.path.exists(os.path.join(REPO, int8)) else None
         want = quant_defaults()
-        if q is not None and all(q.get(k) == v for k, v in want.items()):
+        made = (earlier or {}).get(f"quantize {stem(int8)}")
+        if q is not None and all(q.get(k) == v for k, v in want.items()) and made:
+            study.log.append(made)  # made by an earlier run of this part: its time
+        elif q is not None and all(q.get(k) == v for k, v in want.items()):
             study.reuse(argv, "quantize", int8)
         else:
             study.run(["/usr/bin/time", "-f", TIME_FORMAT, *argv], f"quantize {stem(int8)}")
@@ -185,15 +191,36 @@ def calib_cells(images=CALIB_IMAGES):
 
 
 def previous_log(study):
-    """The steps an earlier run of this part logged, by step name."""
+    """The steps an earlier run of this part logged that finished, by step name and by
+    command."""
     path = os.path.join(REPO, study.log_path)
-    return {e["step"]: e for e in load_json(study.log_path)} if os.path.exists(path) else {}
+    log = load_json(study.log_path) if os.path.exists(path) else []
+    done = [e for e in log if e["status"] == 0 and not e.get("reused")]
+    return {**{e["step"]: e for e in done}, **{e["command"]: e for e in done}}
+
+
+def extract(study, earlier, argv, step):
+    """`xfer extract`; where it encoded nothing and an earlier run of the part logged
+    the same command, the earlier entry (the one that encoded) is kept instead."""
+    entry = study.run(argv, step)
+    first = earlier.get(entry["command"])
+    if first and re.search(r"images: 0 encoded", entry["output"]):
+        study.log[-1] = first
+
+
+def train(study, earlier, argv, step, folder):
+    """`xfer train` into `folder`, unless an earlier run of the part made it."""
+    first = earlier.get(shlex.join(argv))
+    if first and os.path.exists(os.path.join(REPO, folder, "history.json")):
+        study.log.append(first)
+    else:
+        study.run(argv, step)
 
 
 def run_calibration(study, data, images):
     runs = study.runs
     earlier = previous_log(study)
-    ensure_models(study, data, [LITE0])
+    ensure_models(study, data, [LITE0], earlier)
     fp32 = f"{FEATURES}/{tag_of(LITE0, DRAFT_SIZE)}"
     study.run([XFER, "extract", "--data", data, "--model", LITE0, "--out", fp32,
                "--size", str(DRAFT_SIZE)], "extract fp32")
@@ -299,24 +326,27 @@ def head_dir(runs, tag, head, seed):
 
 def run_accuracy(study, data, seeds, with_draft):
     runs = study.runs
-    ensure_models(study, data, [LITE0, XCEPTION])
+    earlier = previous_log(study)
+    ensure_models(study, data, [LITE0, XCEPTION], earlier)
     bases = accuracy_bases(with_draft)
-    for tag, _, model, size, decode, _ in bases:
-        study.run([XFER, "extract", "--data", data, "--model", model, "--out", f"{FEATURES}/{tag}",
-                   "--size", str(size), *(["--decode", decode] if decode else [])],
-                  f"extract {tag}")
+    # int8 first: an fp32 folder may still be written by `make features`.
+    for tag, _, model, size, decode, _ in sorted(bases, key=lambda b: b[5] != "int8"):
+        extract(study, earlier, [XFER, "extract", "--data", data, "--model", model,
+                                 "--out", f"{FEATURES}/{tag}", "--size", str(size),
+                                 *(["--decode", decode] if decode else [])], f"extract {tag}")
     val = validation_only(runs, data)
     for model in (XCEPTION, int8_of(XCEPTION)):
-        study.run([XFER, "extract", "--data", val, "--model", model,
-                   "--out", f"{runs}/features/{tag_of(model, 150)}", "--size", "150"],
-                  f"extract {tag_of(model, 150)}")
+        extract(study, earlier, [XFER, "extract", "--data", val, "--model", model,
+                                 "--out", f"{runs}/features/{tag_of(model, 150)}", "--size", "150"],
+                f"extract {tag_of(model, 150)}")
     for tag, *_ in bases:
         for head, _, lr, args in HEADS:
             for seed in seeds:
-                study.run([XFER, "train", "--features", f"{FEATURES}/{tag}",
-                           "--out", head_dir(runs, tag, head, seed), "--lr", lr, *args,
-                           "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-                           "--seed", str(seed)], f"train {tag} {head}")
+                folder = head_dir(runs, tag, head, seed)
+                train(study, earlier, [XFER, "train", "--features", f"{FEATURES}/{tag}",
+                                       "--out", folder, "--lr", lr, *args,
+                                       "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+                                       "--seed", str(seed)], f"train {tag} {head}", folder)
 
 
 def all_cosines(a, b):
