@@ -256,6 +256,12 @@ def time_of(log, step):
     return None
 
 
+def unrooted(error):
+    """An error's message with the repository's folder taken out (documents name no
+    machine's folders)."""
+    return str(error).replace(REPO + os.sep, "")
+
+
 def cos_stats(cos):
     return (f"{cos.mean():.4f}", f"{np.percentile(cos, 1):.4f}", f"{cos.min():.4f}")
 
@@ -263,12 +269,12 @@ def cos_stats(cos):
 def report_calibration(w, runs, meta, log, problems):
     fp32 = f"{FEATURES}/{tag_of(LITE0, DRAFT_SIZE)}"
     rows = []
-    for name, method, images, rr, size in calib_cells(meta["calib_images"]):
+    for name, method, images, rr, size in calib_cells(meta.get("calib_images", CALIB_IMAGES)):
         folder = f"{runs}/features/{name}"
         try:
             cos = cosines(os.path.join(REPO, fp32), os.path.join(REPO, folder), "validation")
         except SystemExit as e:
-            problems.append(f"{folder}: {e}")
+            problems.append(f"{folder}: {unrooted(e)}")
             continue
         t = (time_of(log, f"quantize {name}")
              or time_of(log, f"quantize {name} (cached ranges)"))
@@ -300,8 +306,8 @@ def report_calibration(w, runs, meta, log, problems):
     w("")
     w(f"Bold: quantize's defaults ({d['method']}, {d['images']} images, "
       f"{'7' if d['reduce_range'] else '8'}-bit weights). Italic: the highest mean where it is "
-      "not the default. One validation image's cosine moves the 1st percentile (the 4th "
-      "lowest of 341) and the lowest; the mean is the steadier figure.\n")
+      "not the default. One validation image's cosine moves the 1st percentile (between the "
+      "4th and 5th lowest of 341) and the lowest; the mean is the steadier figure.\n")
 
 
 # ------------------------------------------------------------ part: accuracy
@@ -361,7 +367,7 @@ def compare(ref, other, accs, problems):
                           os.path.join(REPO, FEATURES, other))
         cs = ", ".join(cos_stats(cos)) + f" ({len(cos)} images)"
     except SystemExit as e:
-        problems.append(f"features/{other}: {e}")
+        problems.append(f"features/{other}: {unrooted(e)}")
         cs = "n/a"
     per_head = []
     for head, label, _, _ in HEADS:
@@ -432,7 +438,7 @@ def report_accuracy(w, runs, meta, log, problems):
         w("|---|---|---|---|---|")
         w(f"| Xception (random weights) 150 | {len(cos)} validation | {mean} | {p1} | {low} |\n")
     except SystemExit as e:
-        problems.append(f"{runs}/features/{xq}: {e}")
+        problems.append(f"{runs}/features/{xq}: {unrooted(e)}")
         w("n/a\n")
 
 
@@ -498,7 +504,7 @@ def report(args, parts):
           "the row above it (the activations' ranges do not depend on the weights), so its "
           "time is that of quantizing alone. Entropy and percentile are given the images 25 "
           "at a time (ORT's CalibStridedMinMax), which bounds their memory. Calibration "
-          f"sizes run: {', '.join(map(str, meta['calib_images']))} images.\n")
+          f"sizes run: {', '.join(map(str, meta.get('calib_images', CALIB_IMAGES)))} images.\n")
         report_calibration(w, study.runs, meta, log, problems)
     if "accuracy" in logs:
         study, log, meta = logs["accuracy"]
