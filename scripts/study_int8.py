@@ -326,7 +326,8 @@ def report_calibration(w, runs, meta, log, problems):
         w(f"| {label} | {images} | {weights} | {mean} | {p1} | {low} | {tt} |")
     w("")
     w(f"Bold: quantize's defaults ({d['method']}, {d['images']} images, "
-      f"{'7' if d['reduce_range'] else '8'}-bit weights). Italic: a mean above the defaults'. One validation image's cosine moves the 1st percentile (between the "
+      f"{'7' if d['reduce_range'] else '8'}-bit weights). Italic: a mean above the "
+      "defaults'. One validation image's cosine moves the 1st percentile (between the "
       "4th and 5th lowest of 341) and the lowest; the mean is the steadier figure.\n")
 
 
