@@ -61,9 +61,18 @@ EXPORTED     = $(if $(QUANT),$(FP32_MODEL),$(MODEL))
 # A MODEL of the user's own (an adopted export, say) is used as it is,
 # never exported over by `make features`.
 MODEL_DEP    = $(filter $(DEFAULT_MODEL),$(MODEL))
+# DECODE=draft: extract decodes JPEG as PIL's Image.draft does (libjpeg at
+# 1/2, 1/4 or 1/8 size before the resize; `xfer extract --decode draft`),
+# other pixels than Keras's, so the features and run folders say -draft.
+# Empty or full: Keras's full decode.
+DECODE      ?=
+ifneq ($(filter-out full draft,$(DECODE)),)
+$(error DECODE=$(DECODE): DECODE is draft, or empty (full) for Keras's decoding)
+endif
+DECODE_NAME  = $(if $(filter draft,$(DECODE)),-draft)
 STEM         = $(basename $(notdir $(MODEL)))
-FEATURES    ?= features/$(STEM)-$(SIZE)
-RUN         ?= runs/$(STEM)-$(SIZE)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
+FEATURES    ?= features/$(STEM)-$(SIZE)$(DECODE_NAME)
+RUN         ?= runs/$(STEM)-$(SIZE)$(DECODE_NAME)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
 
 # ONNX Runtime comes from PyPI wheels pinned in scripts/ort-pins.txt, the one
 # place for the CPU wheel (onnxruntime), the GPU wheel (ORT=gpu:
@@ -149,9 +158,9 @@ $(DEFAULT_MODEL): $(FP32_MODEL) $(DATA_DEP) scripts/xferexport/quantize.py
 	$(VPY) scripts/export_model.py quantize --model $(FP32_MODEL) --data $(DATA) --out $@ $(QUANT_ARGS)
 endif
 
-features: $(DATA_DEP) $(MODEL_DEP) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image)
+features: $(DATA_DEP) $(MODEL_DEP) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image; DECODE=draft PIL's draft JPEG decoding)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \
-	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED))
+	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED)) $(if $(DECODE),--decode $(DECODE))
 
 train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep; VIEWS=1 trains on the augmented views; TRAIN_ARGS=--baseline)
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
@@ -193,9 +202,14 @@ check-export: $(DATA_DEP) $(KERAS_VENV)/.done ## prove the ONNX Xception equal t
 	KERAS_BACKEND=jax $(KPY) scripts/check_export.py --data $(DATA)
 
 PIXEL_SAMPLE ?= 400
-check-pixels: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats)
+check-pixels: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's model input equal to Keras load_img + preprocess (PIXEL_SAMPLE images of DATA, synthetic formats), and --decode draft equal to PIL's draft + resize (each filter)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --data $(DATA) --sample $(PIXEL_SAMPLE) --size $(SIZE)
 	$(VPY) scripts/check_pixels.py --xfer $(XFER) --synthetic --size $(SIZE)
+	$(VPY) scripts/check_pixels.py --xfer $(XFER) --data $(DATA) --sample $(PIXEL_SAMPLE) --size $(SIZE) --decode draft
+	@# JPEGs of sizes that hit each draft scale (1, 2, 4, 8), every resize filter
+	for r in nearest bilinear bicubic lanczos box hamming; do \
+	    $(VPY) scripts/check_pixels.py --xfer $(XFER) --synthetic --size $(SIZE) --decode draft --resize $$r || exit 1; \
+	done
 
 check-augment: $(DATA_DEP) $(KERAS_VENV)/.done $(ORT_LIB) $(XFER) ## prove extract's augmented views equal to Keras ImageDataGenerator (sampled DATA images, each fill mode)
 	KERAS_BACKEND=jax JAX_PLATFORMS=cpu $(KPY) scripts/check_augment.py --xfer $(XFER) --data $(DATA) --size $(SIZE)

@@ -12,11 +12,22 @@ Keras way, with PIL (what `keras.utils.load_img` calls):
     x = np.asarray(img, "float32")                              # HWC
     x = preprocess(x)            # tf: x /= 127.5; x -= 1 ... in float32
 
-and compares. The run goes through the whole extract pipeline (walk, decode,
+and compares. With `--decode draft`, xfer's `extract --decode draft` is
+compared with PIL's draft mode before the same steps:
+
+    img = PIL.Image.open(path)
+    img.draft("RGB", (S, S))     # JPEG: libjpeg decodes at 1/2, 1/4 or 1/8
+    ...
+
+and `--synthetic` adds JPEGs whose sizes hit each draft scale (1, 2, 4, 8)
+in several subsamplings, gray, progressive and CMYK, at odd sizes.
+
+The run goes through the whole extract pipeline (walk, decode,
 batching, Parquet), so equal rows mean equal vectors for any base.
 
   check_pixels.py --xfer target/release/xfer --data ../shared/clothing-dataset-small --sample 200
   check_pixels.py --xfer target/release/xfer --synthetic     # every PIL mode/format we read
+  check_pixels.py --xfer target/release/xfer --synthetic --decode draft --resize bicubic
   check_pixels.py --features OUT --data DATA --model M.onnx   # an existing extract output
 
 The last form checks a feature folder written by `xfer extract` with the
@@ -64,10 +75,13 @@ def identity_model(path, size, preprocess):
     graph.save_atomic(g.finish(x, dim, props, doc="identity: the model input as the vector"), path)
 
 
-def keras_input(path, size, resize, preprocess):
-    """keras.utils.load_img(path, target_size=(size, size), interpolation=resize) + preprocess."""
+def keras_input(path, size, resize, preprocess, decode="full"):
+    """keras.utils.load_img(path, target_size=(size, size), interpolation=resize) + preprocess;
+    decode="draft" first asks PIL for its draft mode (a no-op for formats other than JPEG)."""
     with open(path, "rb") as f:
         img = Image.open(io.BytesIO(f.read()))
+        if decode == "draft":
+            img.draft("RGB", (size, size))
         if img.mode != "RGB":
             img = img.convert("RGB")
         if img.size != (size, size):
@@ -87,9 +101,9 @@ def keras_input(path, size, resize, preprocess):
     return x.transpose(2, 0, 1).reshape(-1)  # CHW, as the ONNX input
 
 
-def run_xfer(xfer, data, model, out, size, resize, extra=()):
+def run_xfer(xfer, data, model, out, size, resize, extra=(), decode="full"):
     cmd = [xfer, "extract", "--data", data, "--model", model, "--out", out, "--size", str(size),
-           "--resize", resize, "--device", "cpu", "--quiet", *extra]
+           "--resize", resize, "--decode", decode, "--device", "cpu", "--quiet", *extra]
     env = dict(os.environ)
     env.setdefault("XDG_CACHE_HOME", os.path.join(out, ".cache"))
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -98,7 +112,7 @@ def run_xfer(xfer, data, model, out, size, resize, extra=()):
     return r
 
 
-def compare(data, out, size, resize, preprocess):
+def compare(data, out, size, resize, preprocess, decode="full"):
     """Max abs difference over every row of every split; also the rows' paths."""
     import pyarrow.parquet as pq  # here, so export_model.py quantize needs no pyarrow
 
@@ -110,7 +124,7 @@ def compare(data, out, size, resize, preprocess):
         feats = t.column("features").combine_chunks()
         flat = feats.values.to_numpy(zero_copy_only=False).reshape(len(t), -1)
         for i, rel in enumerate(t.column("path").to_pylist()):
-            want = keras_input(os.path.join(data, rel), size, resize, preprocess)
+            want = keras_input(os.path.join(data, rel), size, resize, preprocess, decode)
             d = float(np.abs(flat[i].astype(np.float64) - want.astype(np.float64)).max())
             rows += 1
             seen.append(rel)
@@ -153,7 +167,41 @@ def png16(path, arr, color_type):
                 + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-def synthetic(tmp, seed=0):
+def draft_jpegs(d, size, noise):
+    """JPEGs whose draft scale at `size` is 1, 2, 4 and 8 (min(w // S, h // S)
+    at the low and high end of each range), odd sides, each in 4:2:0, 4:4:4,
+    4:2:2, gray, progressive and CMYK; returns {name: expected scale}."""
+    made = {}
+    for scale, (fw, fh) in [(1, (1, 1)), (1, (1, 3)), (2, (2, 3)), (2, (3, 7)), (4, (4, 5)),
+                            (4, (7, 4)), (8, (8, 9)), (8, (11, 8))]:
+        w, h = fw * size + 3, fh * size + 5  # odd, not a multiple of the MCU
+        rgb = Image.fromarray(noise(h, w, 3), "RGB")
+        stem = f"draft{scale}_{w}x{h}"
+        for name, img, kw in [("420", rgb, dict(quality=90)),
+                              ("444", rgb, dict(quality=75, subsampling=0)),
+                              ("422", rgb, dict(quality=80, subsampling=1)),
+                              ("progressive", rgb, dict(quality=85, progressive=True)),
+                              ("gray", rgb.convert("L"), dict(quality=90)),
+                              ("cmyk", rgb.convert("CMYK"), dict(quality=90))]:
+            img.save(os.path.join(d, f"{stem}_{name}.jpg"), **kw)
+            made[f"{stem}_{name}.jpg"] = scale
+    return made
+
+
+def draft_scales(d, size):
+    """The scale PIL's draft picks for each JPEG in d (checks draft_jpegs' sizes)."""
+    out = {}
+    for name in sorted(os.listdir(d)):
+        with Image.open(os.path.join(d, name)) as img:
+            if img.format != "JPEG":
+                continue
+            img.draft("RGB", (size, size))
+            out[name] = img.decoderconfig[0]  # (scale, draft flag) for libjpeg
+    return out
+
+
+def synthetic(tmp, seed=0, size=None):
+    """Every mode and format xfer reads; with `size`, also draft_jpegs."""
     rng = np.random.default_rng(seed)
     d = os.path.join(tmp, "c")
     os.makedirs(d)
@@ -214,6 +262,14 @@ def synthetic(tmp, seed=0):
     gray.convert("I").save(os.path.join(d, "int32.tif"))
     la.save(os.path.join(d, "la.tif"))
     rgba.save(os.path.join(d, "rgba.bmp"))
+    if size:
+        want = draft_jpegs(d, size, noise)
+        got = draft_scales(d, size)
+        wrong = {n: (s, got.get(n)) for n, s in want.items() if got.get(n) != s}
+        if wrong:
+            sys.exit(f"check_pixels.py: PIL's draft scales are not the planned ones: {wrong}")
+        counts = {s: sum(1 for v in got.values() if v == s) for s in (1, 2, 4, 8)}
+        print("check_pixels: JPEGs per draft scale " + ", ".join(f"1/{s}: {n}" for s, n in counts.items()))
     return sorted(os.listdir(d))
 
 
@@ -318,6 +374,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=150)
     p.add_argument("--resize", default="nearest", choices=sorted(FILTERS))
     p.add_argument("--preprocess", default="raw", choices=metadata.PREPROCESS_MODES)
+    p.add_argument("--decode", default="full", choices=("full", "draft"),
+                   help="xfer's --decode; draft compares with PIL's Image.draft before the resize")
     p.add_argument("--keep", help="keep the work folder here")
     args = p.parse_args(argv)
     if args.features:
@@ -335,7 +393,7 @@ def main(argv=None):
         shutil.rmtree(data, ignore_errors=True)
         os.makedirs(data)
         if args.synthetic:
-            names = synthetic(data, args.seed)
+            names = synthetic(data, args.seed, args.size if args.decode == "draft" else None)
             what = f"{len(names)} synthetic images"
         else:
             n = args.sample if args.sample > 0 else 10**9
@@ -345,11 +403,12 @@ def main(argv=None):
         identity_model(model, args.size, args.preprocess)
         out = os.path.join(tmp, "out")
         shutil.rmtree(out, ignore_errors=True)
-        r = run_xfer(args.xfer, data, model, out, args.size, args.resize)
-        worst, differing, rows, seen = compare(data, out, args.size, args.resize, args.preprocess)
+        r = run_xfer(args.xfer, data, model, out, args.size, args.resize, decode=args.decode)
+        worst, differing, rows, seen = compare(data, out, args.size, args.resize, args.preprocess,
+                                               args.decode)
         errors = [f for f in os.listdir(out) if f.endswith(".errors.csv")]
         unit = "pixel levels" if args.preprocess == "raw" else f"{args.preprocess} units"
-        print(f"check_pixels: {what}, size {args.size}, resize {args.resize}, preprocess "
+        print(f"check_pixels: {what}, size {args.size}, resize {args.resize}, decode {args.decode}, preprocess "
               f"{args.preprocess}: {rows} rows compared with PIL/Keras, max abs difference "
               f"{worst:g} ({unit}), {len(differing)} images differ")
         for rel, d in differing[:20]:

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::augment::FillMode;
 use crate::model::Device;
-use crate::pixels::{Resize, DEFAULT_MAX_PIXELS};
+use crate::pixels::{Decode, Resize, DEFAULT_MAX_PIXELS};
 
 /// Images to pooled vectors, one Parquet file per split.
 ///
@@ -15,7 +15,7 @@ use crate::pixels::{Resize, DEFAULT_MAX_PIXELS};
 /// for the splits train, validation and test that exist, or DATA/<class>/<image>
 /// for a single split named `train`), computes each image's vector with the
 /// ONNX base, and writes FEATURES_DIR/<split>.parquet. Rows already there for
-/// the same model, size, resize and preprocessing are reused; unreadable images
+/// the same model, size, resize, decoding and preprocessing are reused; unreadable images
 /// are listed in FEATURES_DIR/<split>.errors.csv.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExtractArgs {
@@ -55,6 +55,13 @@ pub struct ExtractArgs {
     /// Resampling filter of Keras's load_img (PIL's arithmetic).
     #[arg(long, value_enum, default_value_t = Resize::Nearest)]
     pub resize: Resize,
+
+    /// JPEG decoding: full is Keras's load_img; draft is PIL's
+    /// Image.draft('RGB', (SIZE, SIZE)) before the resize (libjpeg decodes at
+    /// 1/2, 1/4 or 1/8 size where the image is that many times SIZE: faster,
+    /// other pixels, recorded as xfer.decode so the vectors never mix).
+    #[arg(long, value_enum, default_value_t = Decode::Full)]
+    pub decode: Decode,
 
     /// Follow symbolic links to folders inside class folders (Keras's follow_links).
     #[arg(long)]

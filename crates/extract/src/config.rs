@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::args::{AugmentArgs, ExtractArgs};
 use crate::augment::Augment;
 use crate::model::SessionOptions;
-use crate::pixels::{Resize, MAX_SIDE as MAX_SIZE};
+use crate::pixels::{Decode, Resize, MAX_SIDE as MAX_SIZE};
 use crate::{Error, Result};
 
 /// One deterministic share of the files: item `k` of a split belongs to
@@ -63,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) session: SessionOptions,
     pub(crate) shard: Option<Shard>,
     pub(crate) resize: Resize,
+    pub(crate) decode: Decode,
     pub(crate) follow_links: bool,
     pub(crate) strict: bool,
     pub(crate) quiet: bool,
@@ -133,6 +134,7 @@ impl TryFrom<ExtractArgs> for Config {
             session,
             shard,
             resize: a.resize,
+            decode: a.decode,
             follow_links: a.follow_links,
             strict: a.strict,
             quiet: a.quiet,
@@ -214,6 +216,7 @@ mod tests {
             threads: None,
             shard: None,
             resize: Resize::Nearest,
+            decode: Decode::Full,
             follow_links: false,
             strict: false,
             quiet: false,

@@ -16,6 +16,13 @@
 //! | 16-bit RGB, RGBA, LA | high byte (PIL unpacks `RGB;16B` etc.) |
 //! | `CMYK` | inverted Adobe JPEG samples, then `nk - c*nk/255` per channel |
 //!
+//! With a draft side `S` ([`crate::pixels::Decode::Draft`]), JPEG follows
+//! PIL's `Image.draft('RGB', (S, S))` instead ([`draft_scale`]): libjpeg
+//! decodes at 1/2, 1/4 or 1/8 of the size with its scaled inverse DCT,
+//! ISLOW and fancy upsampling kept (PIL asks for its fast settings only
+//! with a draft flag that `Image.draft` leaves at 0). Other formats have
+//! no draft mode in PIL and are decoded in full.
+//!
 //! A file PIL could not read (or that xfer does not read the way PIL does:
 //! GIF, WebP, floating-point TIFF...) is a [`BadImage`] with the reason.
 use std::cell::Cell;
@@ -79,13 +86,14 @@ fn check_size(width: u32, height: u32, max_pixels: u64) -> Result<(), BadImage> 
     Ok(())
 }
 
-/// Decodes `bytes` to RGB as PIL's `open` + `convert('RGB')` would.
-pub(crate) fn decode(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
+/// Decodes `bytes` to RGB as PIL's `open` + `convert('RGB')` would; with
+/// `draft: Some(S)`, as `open` + `draft('RGB', (S, S))` + `convert('RGB')`.
+pub(crate) fn decode(bytes: &[u8], max_pixels: u64, draft: Option<u32>) -> Result<Rgb8, BadImage> {
     if bytes.is_empty() {
         return Err(bad("empty file (0 bytes)"));
     }
     match sniff(bytes) {
-        Some(Sniffed::Jpeg) => decode_jpeg(bytes, max_pixels),
+        Some(Sniffed::Jpeg) => decode_jpeg(bytes, max_pixels, draft),
         Some(Sniffed::Png) => decode_with_image(bytes, ImageFormat::Png, max_pixels),
         Some(Sniffed::Bmp) => decode_with_image(bytes, ImageFormat::Bmp, max_pixels),
         Some(Sniffed::Pnm) => decode_with_image(bytes, ImageFormat::Pnm, max_pixels),
@@ -152,7 +160,16 @@ fn cmyk_to_rgb(c: u8, m: u8, y: u8, k: u8) -> [u8; 3] {
     [f(c), f(m), f(y)]
 }
 
-fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
+/// The JPEG scale denominator PIL's `JpegImageFile.draft(mode, (S, S))`
+/// picks for a `width x height` image: the largest of 8, 4, 2, 1 not above
+/// `min(width // S, height // S)` (1 when the image is smaller than `S`).
+/// libjpeg's output is then `ceil(width / scale) x ceil(height / scale)`.
+pub(crate) fn draft_scale(width: u32, height: u32, side: u32) -> u32 {
+    let fits = (width / side).min(height / side);
+    [8, 4, 2].into_iter().find(|&s| fits >= s).unwrap_or(1)
+}
+
+fn decode_jpeg(bytes: &[u8], max_pixels: u64, draft: Option<u32>) -> Result<Rgb8, BadImage> {
     let ran_out = Cell::new(false);
     // libjpeg reports fatal errors by unwinding out of the C code (the
     // mozjpeg crate's error manager); catch it and keep the message.
@@ -163,26 +180,35 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, BadImage> {
             pos: 0,
             ran_out: &ran_out,
         };
-        let d = mozjpeg::Decompress::new_reader(reader).map_err(io)?;
+        let mut d = mozjpeg::Decompress::new_reader(reader).map_err(io)?;
         let (w, h) = d.size();
-        let (width, height) = (w as u32, h as u32);
-        check_size(width, height, max_pixels)?;
+        check_size(w as u32, h as u32, max_pixels)?;
+        if let Some(side) = draft {
+            // PIL: scale_num = 1, scale_denom = scale; libjpeg compares the
+            // ratio, so numerator 8 / scale over 8 is the same setting.
+            let scale = draft_scale(w as u32, h as u32, side);
+            if scale > 1 {
+                d.scale((8 / scale) as u8);
+            }
+        }
         let layers = d.components().len();
-        let data = match layers {
+        let (width, height, data) = match layers {
             1 | 3 => {
                 // PIL opens these as "L" / "RGB"; gray to RGB replicates,
                 // which is what libjpeg's gray -> RGB output does too.
                 let mut s = d.rgb().map_err(io)?;
                 let px: Vec<u8> = s.read_scanlines().map_err(io)?;
-                px
+                (s.width() as u32, s.height() as u32, px)
             }
             4 => {
                 let mut s = d.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK).map_err(io)?;
                 let cmyk: Vec<u8> = s.read_scanlines().map_err(io)?;
                 // PIL unpacks with "CMYK;I" ("assume adobe conventions").
-                cmyk.chunks_exact(4)
+                let rgb = cmyk
+                    .chunks_exact(4)
                     .flat_map(|p| cmyk_to_rgb(255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]))
-                    .collect()
+                    .collect();
+                (s.width() as u32, s.height() as u32, rgb)
             }
             n => return Err(bad(format!("cannot handle {n}-layer JPEG images"))),
         };
@@ -400,7 +426,7 @@ mod tests {
     fn sixteen_bit_gray_png_clips_like_pil() {
         let raw: Vec<u16> = vec![0, 100, 255, 256, 1000, 65535];
         let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(6, 1, raw).unwrap();
-        let rgb = decode(&png(DynamicImage::ImageLuma16(img)), u64::MAX).unwrap();
+        let rgb = decode(&png(DynamicImage::ImageLuma16(img)), u64::MAX, None).unwrap();
         let r: Vec<u8> = rgb.data.chunks(3).map(|p| p[0]).collect();
         assert_eq!(r, [0, 100, 255, 255, 255, 255]);
     }
@@ -409,7 +435,7 @@ mod tests {
     fn sixteen_bit_rgb_png_keeps_high_byte() {
         let raw: Vec<u16> = vec![0x1234, 0xff00, 0x00ff];
         let img = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(1, 1, raw).unwrap();
-        let rgb = decode(&png(DynamicImage::ImageRgb16(img)), u64::MAX).unwrap();
+        let rgb = decode(&png(DynamicImage::ImageRgb16(img)), u64::MAX, None).unwrap();
         assert_eq!(rgb.data, [0x12, 0xff, 0x00]);
     }
 
@@ -417,14 +443,14 @@ mod tests {
     fn rgba_drops_alpha_and_gray_replicates() {
         let img = image::RgbaImage::from_raw(1, 1, vec![1, 2, 3, 0]).unwrap();
         assert_eq!(
-            decode(&png(DynamicImage::ImageRgba8(img)), 100)
+            decode(&png(DynamicImage::ImageRgba8(img)), 100, None)
                 .unwrap()
                 .data,
             [1, 2, 3]
         );
         let img = image::GrayImage::from_raw(1, 1, vec![7]).unwrap();
         assert_eq!(
-            decode(&png(DynamicImage::ImageLuma8(img)), 100)
+            decode(&png(DynamicImage::ImageLuma8(img)), 100, None)
                 .unwrap()
                 .data,
             [7, 7, 7]
@@ -433,23 +459,73 @@ mod tests {
 
     #[test]
     fn bad_inputs_have_reasons() {
-        assert_eq!(decode(b"", 10).unwrap_err().0, "empty file (0 bytes)");
-        assert!(decode(b"hello, I am text", 10)
+        assert_eq!(decode(b"", 10, None).unwrap_err().0, "empty file (0 bytes)");
+        assert!(decode(b"hello, I am text", 10, None)
             .unwrap_err()
             .0
             .starts_with("cannot identify"));
-        assert!(decode(b"GIF89a....", 10)
+        assert!(decode(b"GIF89a....", 10, None)
             .unwrap_err()
             .0
             .starts_with("GIF data"));
         let img = image::GrayImage::from_raw(4, 4, vec![0; 16]).unwrap();
-        let err = decode(&png(DynamicImage::ImageLuma8(img)), 15)
+        let err = decode(&png(DynamicImage::ImageLuma8(img)), 15, None)
             .unwrap_err()
             .0;
         assert!(
             err.contains("4x4 = 16 pixels is over the limit of 15"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn draft_scale_is_pils() {
+        // JpegImageFile.draft: scale = min(w // S, h // S), then the largest
+        // of 8, 4, 2, 1 not above it.
+        for ((w, h, side), want) in [
+            ((400, 533, 150), 2),
+            ((400, 533, 299), 1),
+            ((100, 100, 150), 1),
+            ((599, 1000, 150), 2),
+            ((600, 1000, 150), 4),
+            ((1199, 1200, 150), 4),
+            ((1200, 5000, 150), 8),
+            ((9000, 9000, 150), 8),
+        ] {
+            assert_eq!(draft_scale(w, h, side), want, "{w}x{h} at {side}");
+        }
+    }
+
+    #[test]
+    fn draft_decodes_at_libjpegs_scaled_size() {
+        let img = image::RgbImage::from_fn(200, 150, |x, y| {
+            image::Rgb([(x ^ y) as u8, (x * 3) as u8, (y * 5) as u8])
+        });
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut out, ImageFormat::Jpeg)
+            .unwrap();
+        let jpeg = out.into_inner();
+        // ceil(200 / s) x ceil(150 / s), as PIL's draft sets the size.
+        for (side, want) in [
+            (None, (200, 150)),
+            (Some(100), (200, 150)),
+            (Some(75), (100, 75)),
+            (Some(37), (50, 38)),
+            (Some(18), (25, 19)),
+            (Some(1), (25, 19)),
+        ] {
+            let rgb = decode(&jpeg, u64::MAX, side).unwrap();
+            assert_eq!((rgb.width, rgb.height), want, "draft {side:?}");
+            assert_eq!(rgb.data.len(), (want.0 * want.1 * 3) as usize);
+        }
+        // The pixel limit is checked on the file's own size, as PIL does.
+        let err = decode(&jpeg, 200 * 150 - 1, Some(18)).unwrap_err().0;
+        assert!(err.contains("200x150"), "{err}");
+        // Other formats have no draft mode: decoded in full.
+        let gray = image::GrayImage::from_raw(40, 40, vec![9; 1600]).unwrap();
+        let rgb = decode(&png(DynamicImage::ImageLuma8(gray)), u64::MAX, Some(5)).unwrap();
+        assert_eq!((rgb.width, rgb.height), (40, 40));
     }
 
     #[test]
@@ -462,12 +538,14 @@ mod tests {
             .write_to(&mut out, ImageFormat::Jpeg)
             .unwrap();
         let jpeg = out.into_inner();
-        let ok = decode(&jpeg, u64::MAX).unwrap();
+        let ok = decode(&jpeg, u64::MAX, None).unwrap();
         assert_eq!((ok.width, ok.height), (200, 150));
-        let err = decode(&jpeg[..jpeg.len() / 2], u64::MAX).unwrap_err().0;
+        let err = decode(&jpeg[..jpeg.len() / 2], u64::MAX, None)
+            .unwrap_err()
+            .0;
         assert_eq!(err, "image file is truncated");
         let mut junk = jpeg[..40].to_vec();
         junk.extend(std::iter::repeat_n(0x5a, 200));
-        assert!(decode(&junk, u64::MAX).is_err());
+        assert!(decode(&junk, u64::MAX, None).is_err());
     }
 }

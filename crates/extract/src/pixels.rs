@@ -101,6 +101,49 @@ impl fmt::Display for Resize {
     }
 }
 
+/// How JPEG files are decoded before the resize (`--decode`).
+///
+/// `Full` is Keras's `load_img`: every pixel decoded, then resized. `Draft`
+/// is PIL's `Image.draft('RGB', (S, S))` before `convert` and `resize`:
+/// libjpeg decodes at 1/2, 1/4 or 1/8 of the size with its scaled inverse
+/// DCT (the largest of 8, 4, 2, 1 not above `min(w // S, h // S)`), so
+/// large JPEGs cost a fraction of the work, and the resize then starts from
+/// that smaller image. Other formats are decoded in full either way (PIL's
+/// `draft` does nothing for them). The pixels differ from `Full`, so the
+/// mode is part of the vectors' metadata (`xfer.decode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum Decode {
+    /// Decode every pixel (Keras's `load_img`).
+    #[default]
+    Full,
+    /// PIL's `Image.draft('RGB', (S, S))`: JPEG decoded at 1/2, 1/4 or 1/8
+    /// size where the image is at least 2, 4 or 8 times the input side.
+    Draft,
+}
+
+impl Decode {
+    /// The name on the command line and in the `xfer.decode` metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decode::Full => "full",
+            Decode::Draft => "draft",
+        }
+    }
+
+    /// The mode named `name` (as written by [`Decode::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Decode::Full, Decode::Draft]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
+impl fmt::Display for Decode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The model's input scaling, named in its `xfer.preprocess` metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Preprocess {
@@ -173,14 +216,16 @@ impl fmt::Display for Preprocess {
     }
 }
 
-/// How images become model input: square side, filter, scaling, and the
-/// decompression-bomb limit.
+/// How images become model input: square side, filter, JPEG decoding,
+/// scaling, and the decompression-bomb limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PixelSpec {
     /// Output side `S` (the model sees `S x S`).
     pub size: u32,
     /// Resampling filter.
     pub resize: Resize,
+    /// Full decoding (Keras's) or PIL's draft mode for JPEG.
+    pub decode: Decode,
     /// Input scaling.
     pub preprocess: Preprocess,
     /// Images with more pixels than this are refused (PIL's limit by default).
@@ -188,11 +233,12 @@ pub struct PixelSpec {
 }
 
 impl PixelSpec {
-    /// A spec with PIL's default pixel limit.
+    /// A spec with full decoding and PIL's default pixel limit.
     pub fn new(size: u32, resize: Resize, preprocess: Preprocess) -> Self {
         PixelSpec {
             size,
             resize,
+            decode: Decode::Full,
             preprocess,
             max_pixels: DEFAULT_MAX_PIXELS,
         }
@@ -243,7 +289,8 @@ pub fn from_bytes_into(bytes: &[u8], spec: &PixelSpec, out: &mut [f32]) -> Resul
     Ok(())
 }
 
-/// Decode and resize only: the 8-bit RGB image `load_img` returns.
+/// Decode and resize only: the 8-bit RGB image `load_img` returns (with
+/// [`Decode::Draft`], PIL's `draft` + `convert` + `resize`).
 ///
 /// # Errors
 /// As [`from_bytes`].
@@ -251,7 +298,11 @@ pub fn rgb_from_bytes(bytes: &[u8], spec: &PixelSpec) -> Result<Rgb8, BadImage> 
     if spec.size == 0 {
         return Err(BadImage("target size 0".into()));
     }
-    let img = crate::decode::decode(bytes, spec.max_pixels)?;
+    let draft = match spec.decode {
+        Decode::Full => None,
+        Decode::Draft => Some(spec.size),
+    };
+    let img = crate::decode::decode(bytes, spec.max_pixels, draft)?;
     Ok(crate::resize::resize(
         &img,
         spec.size,
@@ -337,6 +388,10 @@ mod tests {
         for r in Resize::ALL {
             assert_eq!(Resize::from_name(r.name()), Some(r));
         }
+        for d in [Decode::Full, Decode::Draft] {
+            assert_eq!(Decode::from_name(d.name()), Some(d));
+        }
+        assert_eq!(Decode::from_name("fast"), None);
         for p in [
             Preprocess::Tf,
             Preprocess::Torch,

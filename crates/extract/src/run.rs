@@ -8,13 +8,13 @@
 //! the binary).
 use std::time::Instant;
 
-use xfer_features::{shard_file_name, FeatureMeta};
+use xfer_features::{keys, shard_file_name, FeatureMeta};
 
 use crate::augment;
 use crate::config::Config;
 use crate::lazy::LazyModel;
 use crate::pipeline::{self, Ctx, Job};
-use crate::pixels::PixelSpec;
+use crate::pixels::{Decode, PixelSpec};
 use crate::report::{self, Skip};
 use crate::walk::{self, Entry};
 use crate::{model, model_hash};
@@ -54,6 +54,7 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
     let spec = PixelSpec {
         size: cfg.size,
         resize: cfg.resize,
+        decode: cfg.decode,
         preprocess: info.preprocess,
         max_pixels: cfg.max_pixels,
     };
@@ -66,11 +67,16 @@ pub(crate) fn run(cfg: Config) -> Result<u8> {
         preprocess: info.preprocess.name().into(),
         dim: info.dim,
         pretrained: info.pretrained,
-        // An int8 model's xfer.quant: part of the model key from here on.
+        // An int8 model's xfer.quant and a draft run's xfer.decode: part of
+        // the model key from here on (absent for fp32 and full decoding).
         extra: info
             .quant
             .iter()
-            .map(|q| (xfer_features::keys::QUANT.to_string(), q.clone()))
+            .map(|q| (keys::QUANT.to_string(), q.clone()))
+            .chain(
+                (cfg.decode != Decode::Full)
+                    .then(|| (keys::DECODE.to_string(), cfg.decode.name().to_string())),
+            )
             .collect(),
     };
     let pool = rayon::ThreadPoolBuilder::new()

@@ -34,6 +34,6 @@ pub use io::{
     from_parquet_bytes, read_file, read_keys, to_parquet_bytes, write_file, FeatureFileReader,
     FeatureFileWriter,
 };
-pub use meta::{keys, FeatureMeta, NOT_QUANTIZED, SCHEMA_VERSION};
+pub use meta::{keys, FeatureMeta, FULL_DECODE, NOT_QUANTIZED, SCHEMA_VERSION};
 pub use split::{read_split, shard_file_name, split_file_name, split_files, split_names};
 pub use table::{columns, FeatureTable};

@@ -34,11 +34,22 @@ pub mod keys {
     /// `export_model.py quantize`); absent for a float model. Kept in
     /// [`super::FeatureMeta::extra`] and part of the model key.
     pub const QUANT: &str = "xfer.quant";
+    /// How JPEG files were decoded: `draft` (libjpeg's DCT scaling, PIL's
+    /// `Image.draft`) where `xfer extract --decode draft` made the vectors;
+    /// absent for Keras's full decode ([`super::FULL_DECODE`]). Kept in
+    /// [`super::FeatureMeta::extra`] and part of the model key.
+    pub const DECODE: &str = "xfer.decode";
 }
 
 /// The value [`FeatureMeta::quant`] gives a file without `xfer.quant`: its
 /// vectors come from a float (fp32) model.
 pub const NOT_QUANTIZED: &str = "none (fp32)";
+
+/// The value [`FeatureMeta::decode`] gives a file without `xfer.decode`:
+/// every image was decoded at full size, as Keras's `load_img` does. It is
+/// never written, so files made before the entry existed, and files made
+/// without `--decode draft`, carry the same metadata.
+pub const FULL_DECODE: &str = "full";
 
 /// The `xfer.*` metadata of a feature file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +98,13 @@ impl FeatureMeta {
             .map_or(NOT_QUANTIZED, String::as_str)
     }
 
+    /// `xfer.decode`, or [`FULL_DECODE`] for vectors of fully decoded images.
+    pub fn decode(&self) -> &str {
+        self.extra
+            .get(keys::DECODE)
+            .map_or(FULL_DECODE, String::as_str)
+    }
+
     /// The entries that identify the vectors' origin: two files whose keys
     /// differ hold vectors that must never be mixed or fed to the same head.
     /// `xfer.quant` comes before the model's sha256 (which differs too) so
@@ -98,6 +116,7 @@ impl FeatureMeta {
             (keys::MODEL_SHA256, self.model_sha256.clone()),
             (keys::SIZE, self.size.clone()),
             (keys::RESIZE, self.resize.clone()),
+            (keys::DECODE, self.decode().to_string()),
             (keys::PREPROCESS, self.preprocess.clone()),
             (keys::DIM, self.dim.to_string()),
         ]
@@ -107,11 +126,12 @@ impl FeatureMeta {
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let classes = serde_json::to_string(&self.classes).expect("strings serialize");
         let mut out = vec![(keys::CLASSES.to_string(), classes)];
-        // xfer.quant is written from `extra`, where it is, and only when set.
+        // xfer.quant and xfer.decode are written from `extra`, where they
+        // are, and only when set.
         out.extend(
             self.model_key()
                 .into_iter()
-                .filter(|(k, _)| *k != keys::QUANT)
+                .filter(|(k, _)| *k != keys::QUANT && *k != keys::DECODE)
                 .map(|(k, v)| (k.to_string(), v)),
         );
         out.push((keys::PRETRAINED.into(), self.pretrained.to_string()));
@@ -163,9 +183,12 @@ impl FeatureMeta {
             keys::PRETRAINED,
             keys::SCHEMA_VERSION,
         ];
+        // `xfer.decode=full` written by hand means what its absence means;
+        // dropped, so such a file compares equal to the others everywhere.
         let extra = map
             .iter()
             .filter(|(k, _)| k.starts_with("xfer.") && !known.contains(k))
+            .filter(|(k, v)| !(**k == keys::DECODE && **v == FULL_DECODE))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Ok(FeatureMeta {
@@ -231,14 +254,16 @@ mod tests {
 
     use super::*;
 
+    /// [`FeatureMeta::from_pairs`] on owned pairs, which must parse.
+    fn parse(pairs: &[(String, String)]) -> FeatureMeta {
+        FeatureMeta::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap()
+    }
+
     #[test]
     fn pairs_round_trip_keeps_extra_entries() {
         let mut m = FeatureMeta::new(vec!["a".into(), "b\"q".into()], 7);
         m.extra.insert("xfer.augment".into(), "{\"k\":2}".into());
-        let pairs = m.to_pairs();
-        let back =
-            FeatureMeta::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
-        assert_eq!(back, m);
+        assert_eq!(parse(&m.to_pairs()), m);
     }
 
     #[test]
@@ -265,11 +290,32 @@ mod tests {
         assert_eq!(pairs.iter().filter(|(k, _)| k == keys::QUANT).count(), 1);
         assert!(!fp32.to_pairs().iter().any(|(k, _)| k == keys::QUANT));
         for m in [&fp32, &int8] {
-            let pairs = m.to_pairs();
-            let back = FeatureMeta::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .unwrap();
-            assert_eq!(&back, m);
+            assert_eq!(&parse(&m.to_pairs()), m);
         }
+    }
+
+    #[test]
+    fn decode_is_part_of_the_model_key_and_absent_means_full() {
+        let full = FeatureMeta::new(vec!["x".into()], 3);
+        let mut draft = full.clone();
+        draft.extra.insert(keys::DECODE.into(), "draft".into());
+        assert_eq!((full.decode(), draft.decode()), (FULL_DECODE, "draft"));
+        let (key, a, b) = full.first_difference(&draft).unwrap();
+        assert_eq!(
+            (key.as_str(), a.as_str(), b.as_str()),
+            (keys::DECODE, FULL_DECODE, "draft")
+        );
+        // Only the draft file carries the entry; both round-trip.
+        assert!(!full.to_pairs().iter().any(|(k, _)| k == keys::DECODE));
+        for m in [&full, &draft] {
+            assert_eq!(&parse(&m.to_pairs()), m);
+        }
+        // An explicit `full` reads as a file without the entry.
+        let mut pairs = full.to_pairs();
+        pairs.push((keys::DECODE.into(), FULL_DECODE.into()));
+        let back = parse(&pairs);
+        assert_eq!(back, full);
+        assert!(back.first_difference_all(&full).is_none());
     }
 
     #[test]

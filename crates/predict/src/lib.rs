@@ -5,11 +5,12 @@
 //! `xfer extract` ([`xfer_extract::pixels`], i.e. Keras's `load_img` and
 //! `preprocess_input`), the same base ([`xfer_extract::model`]), then the
 //! head ([`xfer_train::Head`]) and a softmax. Nothing about the input is a
-//! flag: the side, resize filter and preprocessing come from the head's
-//! metadata, which records what its training vectors were made with, and
-//! the head must name this very base (`xfer.model_sha256`, backbone,
-//! preprocessing, dimension). A head trained for another model is refused
-//! with both values named, never applied to give silently wrong answers.
+//! flag: the side, resize filter, JPEG decoding (`xfer.decode`) and
+//! preprocessing come from the head's metadata, which records what its
+//! training vectors were made with, and the head must name this very base
+//! (`xfer.model_sha256`, backbone, preprocessing, dimension). A head
+//! trained for another model is refused with both values named, never
+//! applied to give silently wrong answers.
 //!
 //! Images are decoded in parallel (rayon), one batch ahead of the ONNX
 //! Runtime call, and each batch's rows are printed as soon as it is done
@@ -30,7 +31,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 use xfer_extract::model::{BaseModel, Device, ModelInfo, SessionOptions};
-use xfer_extract::pixels::{self, PixelSpec, Resize};
+use xfer_extract::pixels::{self, Decode, PixelSpec, Resize};
 use xfer_features::{keys, FeatureMeta, NOT_QUANTIZED};
 use xfer_train::Head;
 
@@ -162,10 +163,14 @@ impl Classifier {
         let head_path = head;
         let head = Head::load(head_path)?;
         let resize = head_resize(head_path, head.meta())?;
+        let decode = head_decode(head_path, head.meta())?;
         let side = head_side(head_path, head.meta())?;
         let base = BaseModel::open(model, session)?;
         check_fits(head_path, head.meta(), model, base.info(), side)?;
-        let spec = PixelSpec::new(side, resize, base.info().preprocess);
+        let spec = PixelSpec {
+            decode,
+            ..PixelSpec::new(side, resize, base.info().preprocess)
+        };
         Ok(Classifier {
             model: base,
             head,
@@ -295,6 +300,16 @@ fn head_resize(path: &Path, meta: &FeatureMeta) -> Result<Resize> {
         path: path.into(),
         key: keys::RESIZE,
         reason: format!("{:?} is not a resize filter xfer knows", meta.resize),
+    })
+}
+
+/// The JPEG decoding named by the head's `xfer.decode` (full when absent):
+/// a head trained on draft-decoded vectors sees draft-decoded images.
+fn head_decode(path: &Path, meta: &FeatureMeta) -> Result<Decode> {
+    Decode::from_name(meta.decode()).ok_or_else(|| Error::HeadMeta {
+        path: path.into(),
+        key: keys::DECODE,
+        reason: format!("{:?} is not a decoding xfer knows", meta.decode()),
     })
 }
 
@@ -498,6 +513,22 @@ mod tests {
         let mut m = meta();
         m.resize = "area".into();
         assert!(head_resize(Path::new("h"), &m).is_err());
+    }
+
+    #[test]
+    fn decoding_comes_from_the_head() {
+        assert_eq!(head_decode(Path::new("h"), &meta()).unwrap(), Decode::Full);
+        let mut m = meta();
+        m.extra.insert(keys::DECODE.into(), "draft".into());
+        assert_eq!(head_decode(Path::new("h"), &m).unwrap(), Decode::Draft);
+        m.extra.insert(keys::DECODE.into(), "half".into());
+        assert!(matches!(
+            head_decode(Path::new("h"), &m),
+            Err(Error::HeadMeta {
+                key: keys::DECODE,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -76,6 +76,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "backbone": app.backbone,
         "classes": app.classes,
         "size": app.spec.size,
+        "decode": app.spec.decode.name(),
         "provider": app.provider,
         "max_batch": app.max_batch,
         "ready": app.ready.load(Ordering::Relaxed),
