@@ -111,6 +111,7 @@ class Report(unittest.TestCase):
         # Xception: cosines 1 and 1/sqrt(2).
         self.assertIn(f"| 2 validation | 0.8536 | {np.percentile([1, 0.5 ** 0.5], 1):.4f} "
                       "| 0.7071 |", text)
+        self.assertIn("**Goal met in 3 of 4 rows**; not met: 299, best head (-2.0).", text)
         self.assertNotIn("decode draft` against", text)
 
     def test_a_missing_run_is_named(self):
