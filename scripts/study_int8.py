@@ -125,7 +125,7 @@ def ensure_models(study, data, models, earlier=None):
         want = quant_defaults()
         made = (earlier or {}).get(f"quantize {stem(int8)}")
         if q is not None and all(q.get(k) == v for k, v in want.items()) and made:
-            study.log.append(made)  # made by an earlier run of this part: its time
+            carry(study, made)  # made by an earlier run of this part: its time
         elif q is not None and all(q.get(k) == v for k, v in want.items()):
             study.reuse(argv, "quantize", int8)
         else:
@@ -209,20 +209,29 @@ def previous_log(study):
     return {**{e["step"]: e for e in done}, **{e["command"]: e for e in done}}
 
 
+def carry(study, entry):
+    """Logs an earlier run's entry as this run's, saving the log at once (a run cut
+    short must not lose it)."""
+    study.log.append(entry)
+    with open(os.path.join(REPO, study.log_path), "w") as f:
+        json.dump(study.log, f, indent=1)
+
+
 def extract(study, earlier, argv, step):
     """`xfer extract`; where it encoded nothing and an earlier run of the part logged
     the same command, the earlier entry (the one that encoded) is kept instead."""
     entry = study.run(argv, step)
     first = earlier.get(entry["command"])
     if first and re.search(r"images: 0 encoded", entry["output"]):
-        study.log[-1] = first
+        study.log.pop()
+        carry(study, first)
 
 
 def train(study, earlier, argv, step, folder):
     """`xfer train` into `folder`, unless an earlier run of the part made it."""
     first = earlier.get(shlex.join(argv))
     if first and os.path.exists(os.path.join(REPO, folder, "history.json")):
-        study.log.append(first)
+        carry(study, first)
     else:
         study.run(argv, step)
 
@@ -244,7 +253,7 @@ def run_calibration(study, data, images):
         made = [earlier[k] for k in (f"quantize {name}", f"quantize {name} (cached ranges)")
                 if k in earlier and earlier[k]["status"] == 0 and not earlier[k].get("reused")]
         if os.path.exists(os.path.join(REPO, model)) and made:
-            study.log.append(made[0])  # made by an earlier run of this part: its time
+            carry(study, made[0])  # made by an earlier run of this part: its time
         elif os.path.exists(os.path.join(REPO, model)):
             study.reuse(argv, f"quantize {name}", model)
         else:
@@ -555,6 +564,12 @@ def report(args, parts):
           "at a time (ORT's CalibStridedMinMax), which bounds their memory. Calibration "
           f"sizes run: {', '.join(map(str, meta.get('calib_images', CALIB_IMAGES)))} images.\n")
         report_calibration(w, study.runs, meta, log, problems)
+        recovered = [e["step"] for e in log if e.get("recovered")]
+        if recovered:
+            w(f"The log entries of {', '.join(recovered)} were recovered from the console "
+              "output of the part's first run: a resumed run overwrote its log before "
+              "`carry` saved entries at once (the commands, outputs and GNU time lines are "
+              "that run's).\n")
     if "accuracy" in logs:
         study, log, meta = logs["accuracy"]
         w("## Accuracy: fp32 against int8\n")
