@@ -23,11 +23,12 @@ a time, which bounds the memory of entropy and percentile (they keep every activ
 of the images they are given) and changes nothing for MinMax.
 
 The defaults, MinMax on 100 images with 7-bit weights (--reduce-range), were chosen by
-measurement (docs/accuracy-int8.md, `make study-int8`): on this project's AVX2 CPU
-(no VNNI) ORT's u8s8 kernels saturate with 8-bit weights, and 7-bit ones (ORT's remedy)
-brought Lite0's vectors from a mean cosine of 0.93 to 0.97 of fp32's; entropy and
-percentile gave MinMax's ranges or no better, at ten times the memory, and more images
-no better. --no-reduce-range gives 8-bit weights, for a CPU with VNNI.
+measurement (docs/accuracy-int8.md, `make study-int8`; docs/int8.md): on this project's
+AVX2 CPU (no VNNI) ORT's u8s8 kernels saturate with 8-bit weights, and 7-bit ones (ORT's
+remedy) brought Lite0's validation vectors from a mean cosine of 0.93 to 0.97 of fp32's;
+entropy and percentile gave the same mean (0.9738) at 7 times the memory and 2 to 3 times
+the time, and 300 or 1000 images did not raise MinMax's. --no-reduce-range gives 8-bit
+weights, for a CPU with VNNI.
 
 The int8 model keeps every metadata entry of the fp32 one and adds `xfer.quant`, a JSON
 string (type int8, format QDQ, per_channel, activations uint8, method, images, seed,
