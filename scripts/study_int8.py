@@ -377,18 +377,11 @@ def run_accuracy(study, data, seeds, with_draft):
     runs = study.runs
     earlier = previous_log(study)
     ensure_models(study, data, [LITE0, XCEPTION], earlier)
-    bases = accuracy_bases(with_draft)
-    # int8 first: an fp32 folder may still be written by `make features`.
-    for tag, _, model, size, decode, _ in sorted(bases, key=lambda b: b[5] != "int8"):
+    # Each folder's heads right after its extraction: a study cut short has whole rows.
+    for tag, _, model, size, decode, _ in accuracy_bases(with_draft):
         extract(study, earlier, [XFER, "extract", "--data", data, "--model", model,
                                  "--out", f"{FEATURES}/{tag}", "--size", str(size),
                                  *(["--decode", decode] if decode else [])], f"extract {tag}")
-    val = validation_only(runs, data)
-    for model in (XCEPTION, int8_of(XCEPTION)):
-        extract(study, earlier, [XFER, "extract", "--data", val, "--model", model,
-                                 "--out", f"{runs}/features/{tag_of(model, 150)}", "--size", "150"],
-                f"extract {tag_of(model, 150)}")
-    for tag, *_ in bases:
         for head, _, lr, args in HEADS:
             for seed in seeds:
                 folder = head_dir(runs, tag, head, seed)
@@ -396,6 +389,11 @@ def run_accuracy(study, data, seeds, with_draft):
                                        "--out", folder, "--lr", lr, *args,
                                        "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
                                        "--seed", str(seed)], f"train {tag} {head}", folder)
+    val = validation_only(runs, data)
+    for model in (XCEPTION, int8_of(XCEPTION)):
+        extract(study, earlier, [XFER, "extract", "--data", val, "--model", model,
+                                 "--out", f"{runs}/features/{tag_of(model, 150)}", "--size", "150"],
+                f"extract {tag_of(model, 150)}")
 
 
 def all_cosines(a, b):
