@@ -403,33 +403,43 @@ def all_cosines(a, b):
 def compare(ref, other, accs, problems):
     """The cosine of features/<other> to features/<ref> over every image, and per
     head: (label, ref's cell, other's cell, other − ref in points)."""
-    try:
-        cos = all_cosines(os.path.join(REPO, FEATURES, ref),
-                          os.path.join(REPO, FEATURES, other))
-        cs = ", ".join(cos_stats(cos)) + f" ({len(cos)} images)"
-    except SystemExit as e:
-        problems.append(f"features/{other}: {unrooted(e)}")
-        cs = "n/a"
+    folders = [os.path.join(REPO, FEATURES, t) for t in (ref, other)]
+    if not all(os.path.exists(os.path.join(f, f"{split}.parquet"))
+               for f in folders for split in ("train", "validation")):
+        cs = "not extracted"
+    else:
+        try:
+            cos = all_cosines(*folders)
+            cs = ", ".join(cos_stats(cos)) + f" ({len(cos)} images)"
+        except SystemExit as e:
+            problems.append(f"features/{other}: {unrooted(e)}")
+            cs = "n/a"
     per_head = []
     for head, label, _, _ in HEADS:
         a, b = accs.get((ref, head)), accs.get((other, head))
         if a and b:
             ra, oa = [x for x, _ in a], [x for x, _ in b]
-            per_head.append((label, cell(ra)[0], cell(oa)[0],
+            n = min(len(ra), len(oa))
+            per_head.append((label + (f" ({len(ra)} and {len(oa)} seeds)" if n < 3 else ""),
+                             cell(ra)[0], cell(oa)[0],
                              100 * (statistics.mean(oa) - statistics.mean(ra))))
+        else:
+            per_head.append((label, cell([x for x, _ in a])[0] if a else "not run",
+                             cell([x for x, _ in b])[0] if b else "not run", None))
     return cs, per_head
 
 
 def report_accuracy(w, runs, meta, log, problems):
     bases = accuracy_bases(meta.get("draft", False))
     accs = {}  # (tag, head) -> [(acc, epoch)]
+    not_run = []
     for tag, _, _, size, _, _ in bases:
         for head, _, _, _ in HEADS:
             res = []
             for seed in meta["seeds"]:
                 folder = head_dir(runs, tag, head, seed)
                 if not os.path.exists(os.path.join(REPO, folder, "history.json")):
-                    problems.append(f"{folder}: missing")
+                    not_run.append(folder)
                     continue
                 one = check_run(folder, None, problems, seed, size)
                 if one is not None:
@@ -446,12 +456,20 @@ def report_accuracy(w, runs, meta, log, problems):
     for f, q in pairs:
         cs, per_head = compare(f[0], q[0], accs, problems)
         for label, fa, qa, delta in per_head:
+            if delta is None:
+                w(f"| EfficientNet-Lite0 | {f[3]} | {f[4] or 'Keras (nearest)'} | {label} | "
+                  f"{fa} | {qa} | n/a | not measured | {cs} |")
+                continue
             met = delta >= -GOAL_POINTS - 1e-9
             verdicts.append((met, f"{f[3]}{', ' + f[4] if f[4] else ''}, {label.split(':')[0]} "
                                   f"head ({delta:+.1f})"))
             w(f"| EfficientNet-Lite0 | {f[3]} | {f[4] or 'Keras (nearest)'} | {label} | "
               f"{fa} | {qa} | {delta:+.1f} | {'met' if met else '**not met**'} | {cs} |")
     w("")
+    if not_run:
+        w(f"**Not run** when this report was made ({len(not_run)} head runs; `make "
+          "study-int8` resumes where it stopped): "
+          + ", ".join(f"`{f}`" for f in not_run) + ".\n")
     if verdicts:
         missed = [v for ok, v in verdicts if not ok]
         w(f"**Goal met in {len(verdicts) - len(missed)} of {len(verdicts)} rows**"
@@ -473,7 +491,7 @@ def report_accuracy(w, runs, meta, log, problems):
             for label, ka, da, delta in per_head:
                 against = " against fp32" if model is None else ""
                 w(f"| Lite0 {DRAFT_SIZE} {kind}{against} | {label} | {ka} | {da} | "
-                  f"{delta:+.1f} | {cs} |")
+                  f"{'n/a' if delta is None else f'{delta:+.1f}'} | {cs} |")
         w("")
     w("Per seed (best validation accuracy %, epoch from 1):\n")
     w("| features | head | " + " | ".join(f"seed {s}" for s in meta["seeds"]) + " |")
@@ -486,6 +504,12 @@ def report_accuracy(w, runs, meta, log, problems):
     w("")
     w("### Xception (random weights, seed 1), fp32 against int8 at 150: the cosine\n")
     xf, xq = tag_of(XCEPTION, 150), tag_of(int8_of(XCEPTION), 150)
+    absent = [t for t in (xf, xq) if not os.path.exists(
+        os.path.join(REPO, runs, "features", t, "validation.parquet"))]
+    if absent:
+        w("**Not run** when this report was made: "
+          + ", ".join(f"`{runs}/features/{t}`" for t in absent) + " not extracted.\n")
+        return
     try:
         cos = cosines(os.path.join(REPO, runs, "features", xf),
                       os.path.join(REPO, runs, "features", xq), "validation")

@@ -114,13 +114,23 @@ class Report(unittest.TestCase):
         self.assertIn("**Goal met in 3 of 4 rows**; not met: 299, best head (-2.0).", text)
         self.assertNotIn("decode draft` against", text)
 
-    def test_a_missing_run_is_named(self):
+    def test_a_run_not_made_is_named_and_its_row_says_so(self):
         folder = study.head_dir(self.runs, study.tag_of(study.LITE0, 299), "best", 2)
         os.remove(os.path.join(folder, "history.json"))
         text, problems = self.report()
-        self.assertEqual(problems, [f"{folder}: missing"])
-        # The row is made of the seeds there are.
-        self.assertIn("| 90.0 ± 0.0 | 88.0 ± 1.0 | -2.0 | **not met** |", text)
+        self.assertEqual(problems, [])
+        self.assertIn(f"**Not run** when this report was made (1 head runs; `make study-int8` "
+                      f"resumes where it stopped): `{folder}`.", text)
+        # The row is made of the seeds there are, and says how many.
+        self.assertIn("lr 0.001 (2 and 3 seeds) | 90.0 ± 0.0 | 88.0 ± 1.0 | -2.0 | **not met** |",
+                      text)
+        # No run at all for a head: its row says not run, and no verdict.
+        for seed in SEEDS:
+            os.remove(os.path.join(study.head_dir(self.runs, study.tag_of(
+                study.int8_of(study.LITE0), 150), "course", seed), "history.json"))
+        text, _ = self.report()
+        self.assertIn("| 82.0 ± 2.0 | not run | n/a | not measured |", text)
+        self.assertIn("**Goal met in 2 of 3 rows**", text)
 
     def test_other_images_in_the_int8_file_are_named(self):
         write_split(os.path.join(study.FEATURES, study.tag_of(study.int8_of(study.LITE0), 150)),
