@@ -260,9 +260,9 @@ def run_calibration(study, data, images):
             cached = os.path.exists(os.path.join(REPO, cache))
             study.run(["/usr/bin/time", "-f", TIME_FORMAT, *argv],
                       f"quantize {name}" + (" (cached ranges)" if cached else ""))
-        study.run([XFER, "extract", "--data", val, "--model", model,
-                   "--out", f"{runs}/features/{name}", "--size", str(DRAFT_SIZE)],
-                  f"extract {name}")
+        extract(study, earlier, [XFER, "extract", "--data", val, "--model", model,
+                                 "--out", f"{runs}/features/{name}", "--size", str(DRAFT_SIZE)],
+                f"extract {name}")
 
 
 def time_of(log, step):
@@ -613,7 +613,9 @@ def report(args, parts):
         w(f"Part {part}:\n")
         extraction_table(w, log)
     w("A folder whose vectors were already there (same model file, same images) shows them "
-      "reused; its time is then that of the command that encoded them.\n")
+      "reused: they were encoded by an earlier run of the part whose log entry was not kept, "
+      "by `make features`, or by the same `xfer extract` command run beside the study "
+      "(nothing else writes those folders).\n")
     w("## Commands\n")
     w("Run from the repository root with\n")
     w("```\nexport ORT_DYLIB_PATH=$(pwd)/.ort/cpu-1.32.0/libonnxruntime.so "
