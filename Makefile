@@ -43,9 +43,11 @@ endif
 WEIGHTS_NAME = $(if $(filter random,$(WEIGHTS)),random-s$(SEED),$(notdir $(basename $(WEIGHTS))))
 FP32_MODEL   = models/$(BACKBONE)-$(WEIGHTS_NAME).onnx
 # QUANT=int8: the base is the fp32 one's int8 copy, models/<stem>-int8.onnx,
-# made from it by `export_model.py quantize` on DATA's training images
-# (QUANT_ARGS: --method, --images, --seed, --size; docs/int8.md), so the
-# model's stem, and with it the features and run folders, say -int8.
+# made from it by `export_model.py quantize` on DATA's training images with
+# its measured defaults, MinMax on 100 images, 7-bit weights
+# (docs/accuracy-int8.md; QUANT_ARGS: --method, --images, --seed, --size,
+# --no-reduce-range), so the model's stem, and with it the features and run
+# folders, say -int8.
 QUANT       ?=
 QUANT_ARGS  ?=
 ifneq ($(filter-out int8,$(QUANT)),)
@@ -109,7 +111,7 @@ CARGO       ?= cargo
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
 .PHONY: help setup ort features train model test lint fmt bench check-export check-lite check-lite0 check-train \
-        check-pixels report clean study-lite0 study-lite study-lite-recipes study-augment check-augment check-gpu-libs check-slurm
+        check-pixels report clean study-lite0 study-lite study-lite-recipes study-int8 study-augment check-augment check-gpu-libs check-slurm
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -222,6 +224,9 @@ study-lite: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0/1/2 accuracy study
 
 study-lite-recipes: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## issue 16's search past study-lite: Lite1 at 240, nearest vs bilinear resize, 30 epochs at smaller rates, dropout 0.5, 3 seeds, into docs/accuracy-lite-recipes.md
 	$(VPY) scripts/study_lite_recipes.py --data $(DATA)
+
+study-int8: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the int8 study (quantize's calibration grid; Lite0 150/299 fp32 against int8, two heads, 3 seeds; Xception random's cosine; --decode draft rows where extract has it) into docs/accuracy-int8.md, under nice -n 19 (STUDY_ARGS=--parts accuracy)
+	nice -n 19 $(VPY) scripts/study_int8.py --data $(DATA) $(STUDY_ARGS)
 
 check-lite: $(DATA_DEP) $(VENV)/.done ## prove an EfficientNet-Lite conversion (BACKBONE=efficientnet-lite0|1|2, default lite0): ImageNet names for DATA's validation images
 	nice -n 10 $(VPY) scripts/check_lite0.py --data $(DATA) --compare-padding \

@@ -27,6 +27,17 @@ def load(folder, split):
     return t.column("path").to_pylist(), x.reshape(len(t), -1).astype(np.float64), kv
 
 
+def cosines(a, b, split):
+    """Each row's cosine between FEATURES_A and FEATURES_B of `split`, in A's row order."""
+    pa, xa, _ = load(a, split)
+    pb, xb, _ = load(b, split)
+    if sorted(pa) != sorted(pb):
+        raise SystemExit(f"compare_vectors.py: {split}: the two files hold other images")
+    order = {p: i for i, p in enumerate(pb)}
+    xb = xb[[order[p] for p in pa]]
+    return (xa * xb).sum(1) / (np.linalg.norm(xa, axis=1) * np.linalg.norm(xb, axis=1))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a")
@@ -34,13 +45,8 @@ def main(argv=None):
     p.add_argument("--split", action="append", help="split name (repeatable; default: validation)")
     args = p.parse_args(argv)
     for split in args.split or ["validation"]:
-        pa, xa, ka = load(args.a, split)
-        pb, xb, kb = load(args.b, split)
-        if sorted(pa) != sorted(pb):
-            sys.exit(f"compare_vectors.py: {split}: the two files hold other images")
-        order = {p: i for i, p in enumerate(pb)}
-        xb = xb[[order[p] for p in pa]]
-        cos = (xa * xb).sum(1) / (np.linalg.norm(xa, axis=1) * np.linalg.norm(xb, axis=1))
+        cos = cosines(args.a, args.b, split)
+        ka, kb = load(args.a, split)[2], load(args.b, split)[2]
         print(f"{split}: {len(cos)} rows, cosine mean {cos.mean():.4f} min {cos.min():.4f} "
               f"p1 {np.percentile(cos, 1):.4f}; quant {ka.get('xfer.quant', 'none')} vs "
               f"{kb.get('xfer.quant', 'none')}")

@@ -6,7 +6,8 @@
   export_model.py adopt --onnx IN.onnx --preprocess tf|torch|lite|raw [--size S]
                   [--input NAME] [--output NAME] [--name NAME] --out M.onnx
   export_model.py quantize --model M.onnx --data DATA --out M-int8.onnx [--images 100]
-                  [--seed 0] [--method minmax|entropy|percentile] [--size S] [--reduce-range]
+                  [--seed 0] [--method minmax|entropy|percentile] [--size S]
+                  [--no-reduce-range] [--calibration-cache RANGES.json]
   export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
 
 Needs only numpy, h5py and onnx (scripts/requirements.txt); quantize needs

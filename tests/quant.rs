@@ -81,6 +81,8 @@ fn int8_tiny_base_keeps_its_metadata_and_its_vectors_never_mix_with_fp32() {
     assert_eq!(q["format"], "QDQ");
     assert_eq!(q["per_channel"], true);
     assert_eq!(q["method"], "minmax");
+    // The measured default (docs/accuracy-int8.md): 7-bit weights.
+    assert_eq!(q["reduce_range"], true);
     assert_eq!(
         (q["images"].as_u64(), q["seed"].as_u64()),
         (Some(8), Some(3))

@@ -71,7 +71,7 @@ class QuantizeTest(unittest.TestCase):
         self.assertEqual(before, after)
         self.assertEqual(quant, {"type": "int8", "format": "QDQ", "per_channel": True,
                                  "activations": "uint8", "method": "entropy", "images": 6,
-                                 "seed": 2, "size": 32})
+                                 "seed": 2, "size": 32, "reduce_range": True})
         model = onnx.load(out)
         ops = {n.op_type for n in model.graph.node}
         self.assertTrue({"QuantizeLinear", "DequantizeLinear"} <= ops, ops)
@@ -91,12 +91,81 @@ class QuantizeTest(unittest.TestCase):
         self.assertGreater(cos.mean(), 0.98)
         self.assertFalse(np.array_equal(a, b))
 
-    def test_reduce_range_is_recorded(self):
-        out = os.path.join(self.dir, "rr.onnx")
-        code, err = run("quantize", "--model", self.fp32, "--data", self.data, "--out", out,
-                        "--images", "3", "--reduce-range")
-        self.assertEqual(code, 0, err)
-        self.assertIs(json.loads(props(out)["xfer.quant"])["reduce_range"], True)
+    def test_defaults_are_the_measured_choice_and_reduce_range_can_be_turned_off(self):
+        # docs/accuracy-int8.md: MinMax, 100 images, 7-bit weights.
+        self.assertEqual((quantize.DEFAULT_METHOD, quantize.DEFAULT_IMAGES,
+                          quantize.DEFAULT_REDUCE_RANGE), ("minmax", 100, True))
+        weights = {}
+        for name, flags in (("default", []), ("8bit", ["--no-reduce-range"])):
+            out = os.path.join(self.dir, f"{name}.onnx")
+            code, err = run("quantize", "--model", self.fp32, "--data", self.data, "--out", out,
+                            "--images", "3", *flags)
+            self.assertEqual(code, 0, err)
+            quant = json.loads(props(out)["xfer.quant"])
+            self.assertEqual((quant["method"], quant["reduce_range"]), ("minmax", not flags))
+            weights[name] = np.concatenate([
+                numpy_helper.to_array(t).ravel() for t in onnx.load(out).graph.initializer
+                if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4])
+        # 7-bit weights span [-64, 64], 8-bit ones [-127, 127] (ORT's symmetric int8).
+        self.assertLessEqual(np.abs(weights["default"].astype(int)).max(), 64)
+        self.assertGreater(np.abs(weights["8bit"].astype(int)).max(), 100)
+
+    def test_calibration_cache_is_reused_only_for_the_same_settings(self):
+        cache = os.path.join(self.dir, "ranges.json")
+        a, b = os.path.join(self.dir, "a.onnx"), os.path.join(self.dir, "b.onnx")
+        base = ("quantize", "--model", self.fp32, "--data", self.data, "--images", "6",
+                "--calibration-cache", cache)
+        self.assertEqual(run(*base, "--out", a)[0], 0)
+
+        def act_scales(path):
+            m = onnx.load(path)
+            init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+            return {n.input[0]: float(init[n.input[1]]) for n in m.graph.node
+                    if n.op_type == "QuantizeLinear" and n.input[1] in init
+                    and init[n.input[1]].ndim == 0}
+
+        sa = act_scales(a)
+        with open(cache) as f:
+            cached = json.load(f)
+        self.assertEqual(cached["xfer"]["images"], 6)
+        # Tamper with one range: the second model must take its ranges from the cache.
+        name = sorted(set(cached["ort"]["data"]) & set(sa) - {"input"})[0]
+        for end, v in (("lowest", -50.0), ("highest", 50.0)):
+            cached["ort"]["data"][name][end]["data"] = [v]
+        with open(cache, "w") as f:
+            json.dump(cached, f)
+        self.assertEqual(run(*base, "--out", b, "--no-reduce-range")[0], 0)
+        sb = act_scales(b)
+        self.assertAlmostEqual(sb[name], 100 / 255, places=5)
+        self.assertNotAlmostEqual(sa[name], sb[name], places=5)
+        self.assertEqual({k: v for k, v in sa.items() if k != name},
+                         {k: v for k, v in sb.items() if k != name})
+        code, err = run("quantize", "--model", self.fp32, "--data", self.data, "--images", "5",
+                        "--calibration-cache", cache, "--out", os.path.join(self.dir, "c.onnx"))
+        self.assertEqual(code, 1)
+        self.assertIn("ranges.json: calibrated with other settings (images 6, here 5)", err)
+        with open(cache, "w") as f:
+            f.write("{")
+        code, err = run(*base, "--out", os.path.join(self.dir, "d.onnx"))
+        self.assertEqual(code, 1)
+        self.assertIn("ranges.json: not a calibration cache", err)
+
+    def test_calibration_in_slices_gives_the_same_ranges(self):
+        self.assertEqual([quantize.stride_of(n) for n in (1000, 300, 100, 97, 10, 1)],
+                         [25, 25, 25, 1, 10, 1])
+        whole, sliced = os.path.join(self.dir, "w.onnx"), os.path.join(self.dir, "s.onnx")
+        self.assertEqual(run("quantize", "--model", self.fp32, "--data", self.data,
+                             "--images", "12", "--out", whole)[0], 0)
+        old = quantize.STRIDE
+        quantize.STRIDE = 2
+        try:
+            self.assertEqual(run("quantize", "--model", self.fp32, "--data", self.data,
+                                 "--images", "12", "--out", sliced)[0], 0)
+        finally:
+            quantize.STRIDE = old
+        init = {t.name: t.SerializeToString() for t in onnx.load(whole).graph.initializer}
+        self.assertEqual(init, {t.name: t.SerializeToString()
+                                for t in onnx.load(sliced).graph.initializer})
 
     def test_calibration_images_spread_over_classes_by_seed(self):
         files = quantize.calibration_files(self.data, 7, 1)
