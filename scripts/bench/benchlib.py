@@ -21,6 +21,8 @@ import statistics
 
 import numpy as np
 
+# The repository root: the bench's commands run there.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPLITS = ("train", "validation", "test")
 IMAGE_EXTS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")
 
@@ -185,3 +187,15 @@ def read_json_lines(path):
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def row_median(row, field="runs"):
+    """Median of a bench row's FIELD over its runs; None for a row not
+    measured or failed."""
+    if not row or row.get("error"):
+        return None
+    return median(row.get(field) or [])
+
+
+def fmt_mib(kb):
+    return "n/a" if kb is None else f"{kb / 1024:.0f} MiB"

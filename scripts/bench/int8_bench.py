@@ -47,12 +47,8 @@ def _model(bench, rel, name, argv):
     if not os.path.exists(path):
         bench.log(f"making {rel(path)} (not timed)")
         subprocess.run([bench.a.python, "scripts/export_model.py", *argv, "--out", path],
-                       check=True, env=bench.env, cwd=bench_root())
+                       check=True, env=bench.env, cwd=benchlib.ROOT)
     return path
-
-
-def bench_root():
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def measure_decode(bench, rel):
@@ -87,19 +83,22 @@ def measure_int8(bench, rel):
     n = len(benchlib.list_images(bench.data))
     why = bench.xfer_ready("extract", ["--model", "--threads"])
     size = str(bench.a.size)
-    lite0 = _model(bench, rel, "efficientnet-lite0.onnx", ["efficientnet-lite0"])
     m = bench.results.setdefault("int8_meta", {})
     specs = []
-    for name, fp32 in (("xception", bench.model), ("efficientnet-lite0", lite0)):
+    bases = (("xception", lambda: bench.model),
+             ("efficientnet-lite0",
+              lambda: _model(bench, rel, "efficientnet-lite0.onnx", ["efficientnet-lite0"])))
+    for name, base in bases:
         if name not in bench.a.int8_backbones:
             continue
+        fp32 = base()  # exported only when asked for
         stem = os.path.splitext(os.path.basename(fp32))[0]
         int8 = bench.path(f"{stem}-int8.onnx")
         qargv = ["quantize", "--model", fp32, "--data", bench.data, "--size", size]
         if not os.path.exists(int8):
             bench.log(f"quantizing {rel(fp32)} (not timed)")
             subprocess.run([bench.a.python, "scripts/export_model.py", *qargv, "--out", int8],
-                           check=True, env=bench.env, cwd=bench_root())
+                           check=True, env=bench.env, cwd=benchlib.ROOT)
         m[name] = {"int8_cmd": shlex.join([rel(bench.a.python), "scripts/export_model.py",
                                            *[rel(a) for a in qargv], "--out", rel(int8)]),
                    "fp32": rel(fp32)}
@@ -108,7 +107,7 @@ def measure_int8(bench, rel):
             bench.log(f"pre-decoding {rel(bench.data)} for {rel(fp32)} (not timed)")
             subprocess.run([bench.a.python, "scripts/bench/predecode.py", "--data", bench.data,
                             "--model", fp32, "--size", size, "--out", npy],
-                           check=True, env=bench.env, cwd=bench_root())
+                           check=True, env=bench.env, cwd=benchlib.ROOT)
         xfer_rows = [("fp32", fp32, None), ("int8", int8, None)]
         if name != "xception" and not why and _has_draft(bench):
             xfer_rows += [("fp32_draft", fp32, "draft"), ("int8_draft", int8, "draft")]
@@ -143,17 +142,14 @@ def measure_int8(bench, rel):
 
 # ---- report ---------------------------------------------------------------------
 
-def _med(row, field="runs"):
-    if not row or row.get("error"):
-        return None
-    return benchlib.median(row.get(field) or [])
+_med = benchlib.row_median
 
 
 def _cpu(row):
     return _med(row, "cpu")
 
 
-def render_decode(rep, fmt_s, fmt_mib):
+def render_decode(rep, fmt_s):
     keys = [k for k in ("decode.xfer", "decode.xfer_draft", "decode.xfer_t1", "decode.pil",
                         "decode.pil_draft") if rep.row(k)]
     if not keys:
@@ -183,7 +179,7 @@ def render_decode(rep, fmt_s, fmt_mib):
         rel_ = f"{ips / pil_ips:.2f}x" if pil_ips else "n/a"
         cpu_img = f"{1000 * cpu / row['images']:.2f} ms" if cpu else "n/a"
         rep.w(f"| {row['label']} | {fmt_s(secs)} | {ips:.0f} | {rel_} | {cpu_img} | "
-              f"{fmt_mib(_med(row, 'rss_kb'))} | {rep.ref(k)} |")
+              f"{benchlib.fmt_mib(_med(row, 'rss_kb'))} | {rep.ref(k)} |")
     rep.flush_cmds()
     x = rep.row("decode.xfer")
     if pil_ips and _med(x):
@@ -207,7 +203,7 @@ def render_decode(rep, fmt_s, fmt_mib):
     rep.w()
 
 
-def render_int8(rep, fmt_s, fmt_mib):
+def render_int8(rep, fmt_s):
     names = [nm for nm in INT8_GOALS if any(k.startswith(f"int8.{nm}.") for k in rep.rows)]
     if not names:
         return
@@ -243,7 +239,7 @@ def render_int8(rep, fmt_s, fmt_mib):
                 secs = benchlib.median([r.get("total_s") for r in row["internal"]]) or secs
             speed = f"{base / secs:.2f}x" if base and secs else "n/a"
             rep.w(f"| {row['label']} | {fmt_s(secs)} | {row['images'] / secs:.1f} | {speed} | "
-                  f"{_cpu(row) or 0:.0f} s | {fmt_mib(_med(row, 'rss_kb'))} | {rep.ref(k)} |")
+                  f"{_cpu(row) or 0:.0f} s | {benchlib.fmt_mib(_med(row, 'rss_kb'))} | {rep.ref(k)} |")
         rep.flush_cmds()
         rep.w("ORT alone: session build + batch loop (its own timer); the others: whole process.")
         rep.w()

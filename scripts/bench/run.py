@@ -41,7 +41,7 @@ import int8_bench
 import serve_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = benchlib.ROOT
 PARTS = ("extract", "spare", "train", "sweep", "memory", "scaling", "serve", "decode", "int8")
 ALL_PARTS = PARTS + ("gpu",)
 GRID = {"lr": "0.0001,0.001,0.01,0.1", "inner": "0,10,100", "dropout": "0,0.2,0.5"}
@@ -656,10 +656,7 @@ class Bench:
 
 # ---- report -------------------------------------------------------------------
 
-def med(row, field="runs"):
-    if not row or row.get("error"):
-        return None
-    return benchlib.median(row.get(field) or [])
+med = benchlib.row_median
 
 
 def imed(row, key):
@@ -704,8 +701,7 @@ def fmt_x(x):
     return f"{x:.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
 
 
-def fmt_mib(kb):
-    return "n/a" if kb is None else f"{kb / 1024:.0f} MiB"
+fmt_mib = benchlib.fmt_mib
 
 
 def ratio(a, b):
@@ -1378,8 +1374,8 @@ def write_report(results, out):
     r.scaling()
     r.gpu()
     serve_bench.render(r)
-    int8_bench.render_decode(r, fmt_s, fmt_mib)
-    int8_bench.render_int8(r, fmt_s, fmt_mib)
+    int8_bench.render_decode(r, fmt_s)
+    int8_bench.render_int8(r, fmt_s)
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(r.lines).rstrip() + "\n")

@@ -86,12 +86,12 @@ def prepare_head(bench, features, rel):
     run_dir = bench.path("out", "serve-head")
     shutil.rmtree(run_dir, ignore_errors=True)
     subprocess.run([bench.a.xfer, "train", "--features", feats, "--out", run_dir, "--epochs", "10",
-                    "--lr", "0.01", "--seed", "1"], check=True, env=bench.env, cwd=bench_root(),
+                    "--lr", "0.01", "--seed", "1"], check=True, env=bench.env, cwd=benchlib.ROOT,
                    capture_output=True)
     head = os.path.join(run_dir, "head.safetensors")
     clf = bench.path("serve-classifier.onnx")
     subprocess.run([bench.a.python, "scripts/export_model.py", "classifier", "--base", bench.model,
-                    "--head", head, "--out", clf], check=True, env=bench.env, cwd=bench_root(),
+                    "--head", head, "--out", clf], check=True, env=bench.env, cwd=benchlib.ROOT,
                    capture_output=True)
     bench.results.setdefault("serve_meta", {}).update(
         head_cmd=f"{rel(bench.a.xfer)} train --features {rel(feats)} --out {rel(run_dir)} "
@@ -99,10 +99,6 @@ def prepare_head(bench, features, rel):
         classifier_cmd=f"{rel(bench.a.python)} scripts/export_model.py classifier --base "
                        f"{rel(bench.model)} --head {rel(head)} --out {rel(clf)}")
     return head, clf
-
-
-def bench_root():
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def server_argv(bench, kind, head, clf, rel):
@@ -119,7 +115,7 @@ def one_round(bench, kind, argv, data, rel, stamp):
     """Starts the server, loads it at each level, stops it; the round's record."""
     argv = [str(free_port()) if a == "PORT" else a for a in argv]
     log = open(bench.path(f"serve-{kind}.log"), "w")
-    p = subprocess.Popen(argv, cwd=bench_root(), env=bench.env, stdout=subprocess.PIPE,
+    p = subprocess.Popen(argv, cwd=benchlib.ROOT, env=bench.env, stdout=subprocess.PIPE,
                          stderr=log, text=True)
     rec = {"load": stamp[0](), "busy": stamp[1](), "levels": {}, "split": {}}
     try:
@@ -149,7 +145,7 @@ def one_round(bench, kind, argv, data, rel, stamp):
                     url + "/predict", "--data", rel(data)]
             load = base + ["--clients", str(k)]
             bench.log(f"serve.{kind}: {k} client(s)")
-            out = subprocess.run(load, cwd=bench_root(), env=bench.env, capture_output=True,
+            out = subprocess.run(load, cwd=benchlib.ROOT, env=bench.env, capture_output=True,
                                  text=True, check=True).stdout
             rec["levels"][str(k)] = json.loads(out.strip().splitlines()[-1])
             shown = [a.replace(url, "http://127.0.0.1:PORT") for a in base]
@@ -204,9 +200,9 @@ def measure(bench, rel, load_now, busy_processes):
     head, clf = prepare_head(bench, out, rel)
     m = bench.results.setdefault("serve_meta", {})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=bench_root()).stdout.strip()
+                            cwd=benchlib.ROOT).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, cwd=bench_root()).stdout.strip())
+                                capture_output=True, text=True, cwd=benchlib.ROOT).stdout.strip())
     m.update(commit=commit, dirty=dirty, data=rel(data), images=n, threads=bench.a.threads,
              runs=bench.a.runs, date=datetime.date.today().isoformat())
     probe = subprocess.run([bench.a.python, "-c", "import fastapi, uvicorn, multipart; "
@@ -293,14 +289,14 @@ def render(rep):
             lat = (f"{level(row, k, 'p50_ms'):.0f} ms", f"{level(row, k, 'p99_ms'):.0f} ms") \
                 if k == 1 else ("", "")
             rep.w(f"| {label if k == CLIENTS[0] else ''} | {k} | {rps:.1f} | {rel_} | {lat[0]} | "
-                  f"{lat[1]} | {fmt_mib(rss) if k == CLIENTS[0] else ''} | "
+                  f"{lat[1]} | {benchlib.fmt_mib(rss) if k == CLIENTS[0] else ''} | "
                   f"{'[%d]' % refs[key] if k == CLIENTS[0] else ''} |")
     if ext:
         rep.w(f"| `xfer extract`, same images | | {ext} | | | | | |")
     else:
         refs["serve.extract"] = len(refs) + 1
         rep.w(f"| `xfer extract`, same images (images/s) | | {ext_ips:.1f} | 1.00 | | | "
-              f"{fmt_mib(benchlib.median(e.get('rss_kb') or []))} | [{refs['serve.extract']}] |")
+              f"{benchlib.fmt_mib(benchlib.median(e.get('rss_kb') or []))} | [{refs['serve.extract']}] |")
     rep.w()
     rep.w("Commands (from the repository root):")
     rep.w()
@@ -388,6 +384,3 @@ def explain(rep, x, f, ext_ips):
                   "requests into one call.")
     rep.w()
 
-
-def fmt_mib(kb):
-    return "n/a" if kb is None else f"{kb / 1024:.0f} MiB"
