@@ -22,9 +22,10 @@
 //! larger), whatever the data set's size.
 //!
 //! **Taking turns.** When ONNX Runtime's threads fill every core, on the
-//! CPU ([`crate::model::BaseModel::takes_turns`]), the producer prepares a batch only when this
-//! thread asks for it, after the model has run: decoding then has all the
-//! cores between two runs instead of preempting ORT's threads during one.
+//! CPU ([`crate::model::BaseModel::takes_turns`]), the producer prepares a
+//! batch only when this thread asks for it, after the model has run:
+//! decoding then has all the cores between two runs instead of preempting
+//! ORT's threads during one.
 //!
 //! **Crash safety.** Each encoded batch is written at once as a small,
 //! complete Parquet file in `OUT/.parts/<name>/` (durably: unique temporary
