@@ -111,7 +111,7 @@ CARGO       ?= cargo
 export XDG_CACHE_HOME ?= $(abspath .cache)
 
 .PHONY: help setup ort features train model test lint fmt bench check-export check-lite check-lite0 check-train \
-        check-pixels report clean study-lite0 study-lite study-lite-recipes study-int8 study-augment check-augment check-gpu-libs check-slurm
+        check-pixels report clean study-lite0 study-lite study-lite-recipes study-lite-combined study-int8 study-augment check-augment check-gpu-libs check-slurm
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -224,6 +224,9 @@ study-lite: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the Lite0/1/2 accuracy study
 
 study-lite-recipes: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## issue 16's search past study-lite: Lite1 at 240, nearest vs bilinear resize, 30 epochs at smaller rates, dropout 0.5, 3 seeds, into docs/accuracy-lite-recipes.md
 	$(VPY) scripts/study_lite_recipes.py --data $(DATA)
+
+study-lite-combined: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## issue 16's 91% recipe: Lite0, Lite1 and Lite2 combined into one base (export_model.py combine) against each alone, at 299, two heads, 3 rates, 30 epochs, 3 seeds, the recipe on 10; into docs/accuracy-lite-combined.md (about 30 minutes from nothing)
+	$(VPY) scripts/study_lite_combined.py --data $(DATA) $(STUDY_ARGS)
 
 study-int8: $(DATA_DEP) $(VENV)/.done $(ORT_LIB) ## the int8 study (quantize's calibration grid; Lite0 150/299 fp32 against int8, two heads, 3 seeds; Xception random's cosine; --decode draft rows where extract has it) into docs/accuracy-int8.md, under nice -n 19 (STUDY_ARGS=--parts accuracy)
 	nice -n 19 $(VPY) scripts/study_int8.py --data $(DATA) $(STUDY_ARGS)

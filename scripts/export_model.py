@@ -8,6 +8,10 @@
   export_model.py quantize --model M.onnx --data DATA --out M-int8.onnx [--images 100]
                   [--seed 0] [--method minmax|entropy|percentile] [--size S]
                   [--no-reduce-range] [--calibration-cache RANGES.json]
+  export_model.py combine --onnx A.onnx --onnx B.onnx [...] [--name NAME] [--size S]
+                  --out M.onnx
+  export_model.py efficientnet-lite0+efficientnet-lite2 --out M.onnx
+                  (backbones joined by +: each exported, then combined)
   export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
 
 Needs only numpy, h5py and onnx (scripts/requirements.txt); quantize needs
@@ -51,8 +55,9 @@ def main(argv=None):
         lite0.add_parser(sub)
     except ImportError:
         pass
-    from xferexport import adopt, quantize
+    from xferexport import adopt, combine, quantize
     adopt.add_parser(sub)
+    combine.add_parser(sub)
     quantize.add_parser(sub)
     try:
         from xferexport import classifier
@@ -60,9 +65,18 @@ def main(argv=None):
     except ImportError:
         pass
 
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = argv[0].split("+") if argv and "+" in argv[0] else [None]
+    # Backbones joined by +: each part is exported with the same options, then combined.
+    parsed = [p.parse_args([n] + argv[1:] if n else argv) for n in names]
+    args = parsed[-1]
     try:
-        model = args.build(args)
+        if len(parsed) > 1:
+            from xferexport import combine
+
+            model = combine.combine([combine.Part(a.build(a), a.backbone) for a in parsed])
+        else:
+            model = args.build(args)
         out_dir = os.path.dirname(os.path.abspath(args.out))
         os.makedirs(out_dir, exist_ok=True)
         graph.save_atomic(model, args.out)
