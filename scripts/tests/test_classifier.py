@@ -184,7 +184,8 @@ class ReadmeExample(unittest.TestCase):
     """README.md's classify.py, run as it stands, gives `xfer predict`'s
     probabilities for every preprocessing mode and a resize filter other than
     Keras's nearest, on images that need converting and resizing (palette,
-    grayscale, RGBA, a JPEG, one already at the size)."""
+    grayscale, RGBA, a JPEG, one already at the size), and for a combined base
+    (two tiny bases joined by `export_model.py tiny+tiny`)."""
 
     SIZE = 24
     CLASSES = ["cat", "dog", "fox"]
@@ -224,11 +225,13 @@ class ReadmeExample(unittest.TestCase):
             paths.append(path)
         return paths
 
-    def classifier(self, preprocess, resize, decode="full"):
-        d = os.path.join(self.tmp.name, f"{preprocess}-{resize}-{decode}")
+    def classifier(self, preprocess, resize, decode="full", combined=False):
+        d = os.path.join(self.tmp.name, f"{preprocess}-{resize}-{decode}-{combined}")
         os.makedirs(d)
         base = os.path.join(d, "base.onnx")
-        r = run_export("tiny", "--dim", "6", "--seed", "4", "--preprocess", preprocess, "--out", base)
+        # combined: two tiny bases of 3 joined into one of 6 (export_model.py tiny+tiny)
+        r = run_export("tiny+tiny" if combined else "tiny", "--dim", "3" if combined else "6",
+                       "--seed", "4", "--preprocess", preprocess, "--out", base)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(base, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
@@ -238,7 +241,7 @@ class ReadmeExample(unittest.TestCase):
             "dense.kernel": rng.normal(0, 1, (6, 3)).astype(np.float32),
             "dense.bias": rng.normal(0, 1, 3).astype(np.float32),
         }, {
-            "xfer.classes": json.dumps(self.CLASSES), "xfer.backbone": "tiny",
+            "xfer.classes": json.dumps(self.CLASSES), "xfer.backbone": "tiny+tiny" if combined else "tiny",
             "xfer.model_sha256": sha, "xfer.size": f"{self.SIZE}x{self.SIZE}",
             "xfer.resize": resize, "xfer.preprocess": preprocess, "xfer.dim": "6",
             "xfer.pretrained": "false",
@@ -258,11 +261,13 @@ class ReadmeExample(unittest.TestCase):
         return {ln["path"]: {t["class"]: t["probability"] for t in ln["top"]} for ln in lines}
 
     def test_every_preprocessing_equals_xfer_predict(self):
-        for preprocess, resize, decode in [("tf", "nearest", "full"), ("lite", "nearest", "full"),
-                                           ("torch", "nearest", "full"), ("raw", "nearest", "full"),
-                                           ("tf", "bilinear", "full"), ("raw", "bilinear", "draft")]:
-            with self.subTest(preprocess=preprocess, resize=resize, decode=decode):
-                base, head, joined = self.classifier(preprocess, resize, decode)
+        for preprocess, resize, decode, combined in [
+                ("tf", "nearest", "full", False), ("lite", "nearest", "full", False),
+                ("torch", "nearest", "full", False), ("raw", "nearest", "full", False),
+                ("tf", "bilinear", "full", False), ("raw", "bilinear", "draft", False),
+                ("torch", "nearest", "full", True)]:
+            with self.subTest(preprocess=preprocess, resize=resize, decode=decode, combined=combined):
+                base, head, joined = self.classifier(preprocess, resize, decode, combined)
                 props = {p.key: p.value for p in onnx.load(joined).metadata_props}
                 self.assertEqual(props.get("xfer.decode", "full"), decode)
                 ours = self.predict(base, head)

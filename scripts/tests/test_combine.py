@@ -196,10 +196,14 @@ class ThroughXferExtract(unittest.TestCase):
                     got.update(zip(t.column("path").to_pylist(), flat.reshape(len(t), -1)))
                 return got
 
-            a, b = tiny.build(dim=6, seed=1, preprocess="tf"), tiny.build(dim=4, seed=2, preprocess="torch")
-            va, vb = vectors(a, "a"), vectors(b, "b")
-            for tag, c, parts in [("ab", combine.combine([part(a, "a"), part(b, "b")]), (va, vb)),
-                                  ("aa", combine.combine([part(a, "a"), part(a, "a")]), (va, va))]:
+            modes = ["tf", "torch", "lite", "raw"]
+            bases = [tiny.build(dim=6 - i, seed=i, preprocess=m) for i, m in enumerate(modes)]
+            each = [vectors(b, m) for b, m in zip(bases, modes)]
+            va = each[0]
+            four = combine.combine([part(b, m) for b, m in zip(bases, modes)])
+            self.assertEqual(props(four)["xfer.preprocess"], "raw")
+            for tag, c, parts in [("all-four", four, each),
+                                  ("tf-twice", combine.combine([part(bases[0], "a"), part(bases[0], "a")]), (va, va))]:
                 with self.subTest(model=tag):
                     got = vectors(c, tag)
                     self.assertEqual(set(got), set(va))

@@ -17,7 +17,8 @@ Keys (all strings):
 
 Some exports add their own: xfer.padding (EfficientNet-Lite), xfer.classifier (ImageNet
 logits, checks only), xfer.adopted_from and xfer.adopt (adopt.py: the source file and
-what it changed), xfer.quant (quantize.py: the int8 copy's settings, JSON).
+what it changed), xfer.quant (quantize.py: the int8 copy's settings, JSON), xfer.parts
+(combine.py: each joined part's backbone, file, sha256, dimension and columns, JSON).
 """
 import hashlib
 
