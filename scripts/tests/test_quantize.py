@@ -91,6 +91,31 @@ class QuantizeTest(unittest.TestCase):
         self.assertGreater(cos.mean(), 0.98)
         self.assertFalse(np.array_equal(a, b))
 
+    def test_a_combined_base_is_quantized_whole(self):
+        """`export_model.py combine`'s output is a base like any other: its int8 copy
+        keeps `xfer.parts`, quantizes every part and gives vectors near fp32's."""
+        other = os.path.join(self.dir, "torch.onnx")
+        joined = os.path.join(self.dir, "joined.onnx")
+        out = os.path.join(self.dir, "joined-int8.onnx")
+        self.assertEqual(run("tiny", "--dim", "5", "--seed", "3", "--preprocess", "torch", "--out", other)[0], 0)
+        self.assertEqual(run("combine", "--onnx", self.fp32, "--onnx", other, "--out", joined)[0], 0)
+        code, err = run("quantize", "--model", joined, "--data", self.data, "--out", out, "--images", "6")
+        self.assertEqual(code, 0, err)
+        before, after = props(joined), props(out)
+        self.assertEqual(json.loads(after.pop("xfer.quant"))["images"], 6)
+        self.assertEqual(before, after)
+        convs = [n for n in onnx.load(out).graph.node if n.op_type == "Conv"]
+        self.assertEqual(len(convs), 4)
+        dq = {o for n in onnx.load(out).graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        self.assertTrue(all(c.input[1] in dq for c in convs), "every part's conv weights quantized")
+        files = quantize.calibration_files(self.data, 15, 0)
+        x = np.stack([check_pixels.keras_input(f, 32, "nearest", "raw").reshape(3, 32, 32) for f in files])
+        a = ort.InferenceSession(joined, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        self.assertEqual(a.shape, (len(files), 13))
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        self.assertGreater(cos.mean(), 0.98)
+
     def test_defaults_are_the_measured_choice_and_reduce_range_can_be_turned_off(self):
         # docs/accuracy-int8.md: MinMax, 100 images, 7-bit weights.
         self.assertEqual((quantize.DEFAULT_METHOD, quantize.DEFAULT_IMAGES,
