@@ -415,9 +415,10 @@ def report(runs, seeds, data, log, meta):
     return "\n".join(out), problems
 
 
-def commands_and_checks(w, log, problems):
+def commands_and_checks(w, log, problems, baseline=True):
     """The report's end, shared with study_lite.py: every command with the
-    seconds it took, then what the cross-checks found."""
+    seconds it took, then what the cross-checks found (`baseline`: whether the
+    study fitted linfa's baseline, which is then checked too)."""
     w("```")
     for e in log:
         if e.get("reused"):
@@ -432,8 +433,9 @@ def commands_and_checks(w, log, problems):
             w(f"- {p}")
     else:
         w("None: summary.csv, history.json and metrics.json agree on every run's best "
-          "epoch and accuracy, run.json records the requested seed and size, and the "
-          "baseline is the same for every seed on the same features.")
+          "epoch and accuracy, run.json records the requested seed and size"
+          + (", and the baseline is the same for every seed on the same features." if baseline
+             else "."))
     w("")
 
 

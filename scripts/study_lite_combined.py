@@ -245,7 +245,7 @@ def report(runs, meta, log):
       "XDG_CACHE_HOME=$(pwd)/.cache\n```\n")
     w("All of it: `make study-lite-combined` (it writes this file). One by one, with the "
       "wall seconds each took:\n")
-    commands_and_checks(w, log, problems)
+    commands_and_checks(w, log, problems, baseline=False)
     return "\n".join(out), problems
 
 
