@@ -11,15 +11,15 @@ use crate::pixels::{Decode, Resize, DEFAULT_MAX_PIXELS};
 
 /// Images to pooled vectors, one Parquet file per split.
 ///
-/// Reads DATA as Keras's flow_from_directory does (DATA/<split>/<class>/<image>
-/// for the splits train, validation and test that exist, or DATA/<class>/<image>
+/// Reads DATA as Keras's flow_from_directory does (`DATA/<split>/<class>/<image>`
+/// for the splits train, validation and test that exist, or `DATA/<class>/<image>`
 /// for a single split named `train`), computes each image's vector with the
-/// ONNX base, and writes FEATURES_DIR/<split>.parquet. Rows already there for
+/// ONNX base, and writes `FEATURES_DIR/<split>.parquet`. Rows already there for
 /// the same model, size, resize, decoding and preprocessing are reused; unreadable images
-/// are listed in FEATURES_DIR/<split>.errors.csv.
+/// are listed in `FEATURES_DIR/<split>.errors.csv`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExtractArgs {
-    /// Image folder (DATA/<split>/<class>/<image> or DATA/<class>/<image>).
+    /// Image folder (`DATA/<split>/<class>/<image>` or `DATA/<class>/<image>`).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
@@ -27,7 +27,7 @@ pub struct ExtractArgs {
     #[arg(long, value_name = "M.onnx")]
     pub model: PathBuf,
 
-    /// Output folder for <split>.parquet (created if needed).
+    /// Output folder for `<split>.parquet` (created if needed).
     #[arg(long, value_name = "FEATURES_DIR")]
     pub out: PathBuf,
 
@@ -48,7 +48,7 @@ pub struct ExtractArgs {
     pub threads: Option<usize>,
 
     /// Take only the I-th of N deterministic shares of every split (I from 0)
-    /// and write <split>-I-of-N.parquet.
+    /// and write `<split>-I-of-N.parquet`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 

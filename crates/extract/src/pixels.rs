@@ -5,7 +5,7 @@
 //! `preprocess_input`. Any difference here shows up in every vector, so each
 //! step copies PIL's arithmetic, not just its idea: JPEG through
 //! libjpeg-turbo's decoder (what Pillow bundles), PIL's mode conversions
-//! ([`crate::decode`]), PIL's resampling code ([`crate::resize`]), and the
+//! (the private `decode` module), PIL's resampling code (`resize`), and the
 //! preprocessing formulas evaluated in `float32` in Keras's order
 //! ([`Preprocess::apply`]).
 //!

@@ -483,7 +483,7 @@ fn append_keys(table: &mut FeatureTable, b: &RecordBatch, path: &Path) -> Result
 /// Streams rows into one Parquet file: each [`FeatureFileWriter::write`]
 /// becomes its own row group(s), so memory stays bounded by the batch. The
 /// file appears under its final name only after [`FeatureFileWriter::finish`]
-/// (a unique temporary name beside it until then, see [`crate::durable`]).
+/// (a unique temporary name beside it until then, fsynced before the rename).
 pub struct FeatureFileWriter {
     writer: Option<ArrowWriter<File>>,
     schema: SchemaRef,

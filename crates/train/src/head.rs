@@ -284,7 +284,7 @@ impl Head {
 
     /// Writes the head (temporary file, then rename).
     ///
-    /// The same head always gives the same bytes (see [`sorted_header`]).
+    /// The same head always gives the same bytes (its header's keys are sorted).
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
