@@ -191,9 +191,10 @@ test: $(ORT_LIB) $(VENV)/.done ## every test: cargo tests (unit + end to end) an
 check-readme: $(ORT_LIB) $(VENV)/.done $(XFER) ## run the README's commands marked runnable, offline, in a scratch copy on small generated images
 	$(VPY) scripts/check_readme.py
 
-lint: ## rustfmt and clippy, warnings as errors
+lint: ## rustfmt, clippy and rustdoc, warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 
 fmt: ## format the code
 	$(CARGO) fmt --all
