@@ -74,7 +74,10 @@ def main(argv=None):
         if len(parsed) > 1:
             from xferexport import combine
 
-            model = combine.combine([combine.Part(a.build(a), a.backbone) for a in parsed])
+            built = [(a.build(a), a.backbone) for a in parsed]
+            # each part's sha256 is that of the file its own export writes
+            model = combine.combine([combine.Part(m, name, combine.metadata.sha256_bytes(m.SerializeToString()))
+                                     for m, name in built])
         else:
             model = args.build(args)
         out_dir = os.path.dirname(os.path.abspath(args.out))

@@ -141,6 +141,10 @@ class Combine(unittest.TestCase):
             plus = os.path.join(d, "tt.onnx")
             self.assertEqual(export("tiny+tiny", "--dim", "4", "--out", plus)[0], 0)
             self.assertEqual(props(onnx.load(plus))["xfer.dim"], "8")
+            single = os.path.join(d, "t4.onnx")
+            self.assertEqual(export("tiny", "--dim", "4", "--out", single)[0], 0)
+            self.assertEqual([q["sha256"] for q in json.loads(props(onnx.load(plus))["xfer.parts"])],
+                             [combine.metadata.sha256_file(single)] * 2)
             bad = os.path.join(d, "bad.onnx")
             rc, err = export("combine", "--onnx", a, "--onnx", os.path.join(d, "missing.onnx"), "--out", bad)
             self.assertEqual(rc, 1)
