@@ -70,9 +70,18 @@ ifneq ($(filter-out full draft,$(DECODE)),)
 $(error DECODE=$(DECODE): DECODE is draft, or empty (full) for Keras's decoding)
 endif
 DECODE_NAME  = $(if $(filter draft,$(DECODE)),-draft)
+# RESIZE=bilinear|bicubic|lanczos|box|hamming: extract's --resize, PIL's filter
+# instead of Keras's nearest (predict and serve then follow the head); the
+# folders say -<filter>. Empty or nearest: Keras's.
+RESIZE      ?=
+RESIZE_FILTERS := nearest bilinear bicubic lanczos box hamming
+ifneq ($(filter-out $(RESIZE_FILTERS),$(RESIZE)),)
+$(error RESIZE=$(RESIZE): RESIZE is one of $(RESIZE_FILTERS), or empty (nearest, Keras's))
+endif
+RESIZE_NAME  = $(if $(filter-out nearest,$(RESIZE)),-$(RESIZE))
 STEM         = $(basename $(notdir $(MODEL)))
-FEATURES    ?= features/$(STEM)-$(SIZE)$(DECODE_NAME)
-RUN         ?= runs/$(STEM)-$(SIZE)$(DECODE_NAME)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
+FEATURES    ?= features/$(STEM)-$(SIZE)$(RESIZE_NAME)$(DECODE_NAME)
+RUN         ?= runs/$(STEM)-$(SIZE)$(RESIZE_NAME)$(DECODE_NAME)$(if $(findstring $(comma),$(LR)$(INNER)$(DROPOUT)),-sweep)
 
 # ONNX Runtime comes from PyPI wheels pinned in scripts/ort-pins.txt, the one
 # place for the CPU wheel (onnxruntime), the GPU wheel (ORT=gpu:
@@ -158,9 +167,10 @@ $(DEFAULT_MODEL): $(FP32_MODEL) $(DATA_DEP) scripts/xferexport/quantize.py
 	$(VPY) scripts/export_model.py quantize --model $(FP32_MODEL) --data $(DATA) --out $@ $(QUANT_ARGS)
 endif
 
-features: $(DATA_DEP) $(MODEL_DEP) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image; DECODE=draft PIL's draft JPEG decoding)
+features: $(DATA_DEP) $(MODEL_DEP) $(ORT_LIB) $(XFER) ## images in DATA to vectors in FEATURES (SIZE, DEVICE; AUGMENT=K adds K augmented views per training image; DECODE=draft PIL's draft JPEG decoding; RESIZE=bilinear|... PIL's filter)
 	$(XFER) extract --data $(DATA) --model $(MODEL) --out $(FEATURES) --size $(SIZE) --device $(DEVICE) \
-	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED)) $(if $(DECODE),--decode $(DECODE))
+	    $(if $(AUGMENT),--augment $(AUGMENT) --seed $(SEED)) $(if $(DECODE),--decode $(DECODE)) \
+	    $(if $(RESIZE),--resize $(RESIZE))
 
 train: $(XFER) ## fit the head on FEATURES into RUN (LR, EPOCHS, INNER, DROPOUT; lists sweep; VIEWS=1 trains on the augmented views; TRAIN_ARGS=--baseline)
 	$(XFER) train --features $(FEATURES) --out $(RUN) --lr $(LR) --epochs $(EPOCHS) \
