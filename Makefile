@@ -160,7 +160,7 @@ model: $(MODEL) ## export the base to ONNX (BACKBONE=xception|efficientnet-lite0
 $(EXPORTED): $(VENV)/.done scripts/export_model.py $(wildcard scripts/xferexport/*.py) $(wildcard $(WEIGHTS))
 	mkdir -p $(dir $@)
 	$(VPY) scripts/export_model.py $(BACKBONE) \
-	    $(if $(filter xception,$(BACKBONE)),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
+	    $(if $(filter xception,$(subst +, ,$(BACKBONE))),--weights $(WEIGHTS) --seed $(SEED) --cache $(WEIGHTS_CACHE)) --out $@
 
 ifneq ($(QUANT),)
 $(DEFAULT_MODEL): $(FP32_MODEL) $(DATA_DEP) scripts/xferexport/quantize.py

@@ -11,7 +11,7 @@
   export_model.py combine --onnx A.onnx --onnx B.onnx [...] [--name NAME] [--size S]
                   --out M.onnx
   export_model.py efficientnet-lite0+efficientnet-lite2 --out M.onnx
-                  (backbones joined by +: each exported, then combined)
+                  (backbones joined by +: each exported with the options it takes, then combined)
   export_model.py tiny [--dim 8] [--seed 0] --out M.onnx        (tests)
 
 Needs only numpy, h5py and onnx (scripts/requirements.txt); quantize needs
@@ -66,9 +66,19 @@ def main(argv=None):
         pass
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    names = argv[0].split("+") if argv and "+" in argv[0] else [None]
-    # Backbones joined by +: each part is exported with the same options, then combined.
-    parsed = [p.parse_args([n] + argv[1:] if n else argv) for n in names]
+    if argv and "+" in argv[0]:
+        # Backbones joined by +: each part is exported with the options it takes
+        # (xception's --weights, say), then combined; an option no part takes is an error.
+        parsed, untaken = [], None
+        for name in argv[0].split("+"):
+            part, extra = p.parse_known_args([name] + argv[1:])
+            parsed.append(part)
+            opts = {t.split("=")[0] for t in extra if t.startswith("-")}
+            untaken = opts if untaken is None else untaken & opts
+        if untaken:
+            p.error(f"no backbone of {argv[0]} takes {', '.join(sorted(untaken))}")
+    else:
+        parsed = [p.parse_args(argv)]
     args = parsed[-1]
     try:
         if len(parsed) > 1:

@@ -127,7 +127,10 @@ class Combine(unittest.TestCase):
             def export(*argv):
                 err = io.StringIO()
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-                    rc = export_model.main(list(argv))
+                    try:
+                        rc = export_model.main(list(argv))
+                    except SystemExit as e:  # argparse's usage errors
+                        rc = e.code
                 return rc, err.getvalue()
 
             a, b, out = (os.path.join(d, n) for n in ("a.onnx", "b.onnx", "ab.onnx"))
@@ -145,6 +148,16 @@ class Combine(unittest.TestCase):
             self.assertEqual(export("tiny", "--dim", "4", "--out", single)[0], 0)
             self.assertEqual([q["sha256"] for q in json.loads(props(onnx.load(plus))["xfer.parts"])],
                              [combine.metadata.sha256_file(single)] * 2)
+            rc, err = export("tiny+tiny", "--bogus", "1", "--out", os.path.join(d, "no.onnx"))
+            self.assertEqual(rc, 2)
+            self.assertIn("no backbone of tiny+tiny takes --bogus", err)
+            # each part takes its own options: --weights and --seed go to xception, --dim to tiny
+            mixed = os.path.join(d, "xt.onnx")
+            self.assertEqual(export("xception+tiny", "--weights", "random", "--seed", "1", "--dim", "4",
+                                    "--out", mixed)[0], 0)
+            parts = json.loads(props(onnx.load(mixed))["xfer.parts"])
+            self.assertEqual([(q["backbone"], q["dim"], q["weights"]) for q in parts],
+                             [("xception", 2048, "random"), ("tiny", 4, "random")])
             bad = os.path.join(d, "bad.onnx")
             rc, err = export("combine", "--onnx", a, "--onnx", os.path.join(d, "missing.onnx"), "--out", bad)
             self.assertEqual(rc, 1)
