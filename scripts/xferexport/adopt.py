@@ -42,6 +42,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from . import ExportError, metadata
+from .graph import load as load_onnx
 
 BATCH = "N"
 
@@ -360,12 +361,7 @@ def adopt(model, *, preprocess, size=None, input_name=None, output_name=None, na
 
 def build(args):
     path = args.onnx
-    try:
-        model = onnx.load(path)
-    except OSError as e:
-        raise AdoptError(f"{path}: {e.strerror or e}") from None
-    except Exception as e:  # noqa: BLE001 -- protobuf's DecodeError and friends
-        raise AdoptError(f"{path}: not an ONNX model ({e})") from None
+    model = load_onnx(path, AdoptError)
     return adopt(model, preprocess=args.preprocess, size=args.size, input_name=args.input,
                  output_name=args.output, name=args.name, source=path,
                  weights_sha256=metadata.sha256_file(path))

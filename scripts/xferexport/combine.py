@@ -30,7 +30,6 @@ Refused, saying which file and why: fewer than two parts, a part without xfer me
 (adopt it first), a part whose input is not NCHW float32 or that needs another input
 fed, parts that fix different input sides.
 """
-import copy
 import json
 import os
 
@@ -39,6 +38,7 @@ import onnx
 from onnx import TensorProto, compose, helper, numpy_helper, version_converter
 
 from . import ExportError, metadata
+from .graph import load as load_onnx
 
 # pixels.rs's float32 operations for each mode, as ONNX ops on raw 0..255 pixels.
 TORCH_MEAN = [0.485, 0.456, 0.406]
@@ -166,7 +166,7 @@ def combine(parts, *, name=None, size=None):
             except Exception as e:  # noqa: BLE001 -- the converter raises several kinds
                 raise CombineError(f"{p.source}: cannot bring opset {_onnx_opset(m)} to {opset}: "
                                    f"{str(e).splitlines()[0]}") from None
-        m = compose.add_prefix(copy.deepcopy(m), f"p{i}_")
+        m = compose.add_prefix(m, f"p{i}_")  # a renamed copy
         g = m.graph
         own_input = f"p{i}_{p.props['xfer.input']}"
         if shared_mode == "raw" and modes[i] != "raw":
@@ -222,13 +222,7 @@ def combine(parts, *, name=None, size=None):
 
 
 def load_part(path):
-    try:
-        model = onnx.load(path)
-    except OSError as e:
-        raise CombineError(f"{path}: {e.strerror or e}") from None
-    except Exception as e:  # noqa: BLE001 -- protobuf's DecodeError and friends
-        raise CombineError(f"{path}: not an ONNX model ({e})") from None
-    return Part(model, path, metadata.sha256_file(path))
+    return Part(load_onnx(path, CombineError), path, metadata.sha256_file(path))
 
 
 def build(args):

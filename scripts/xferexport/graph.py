@@ -112,6 +112,17 @@ class Graph:
         return model
 
 
+def load(path, error):
+    """The ONNX model at `path`; an unreadable file or one that is not ONNX raises
+    `error` (the caller's ExportError subclass) naming the file and the reason."""
+    try:
+        return onnx.load(path)
+    except OSError as e:
+        raise error(f"{path}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 -- protobuf's DecodeError and friends
+        raise error(f"{path}: not an ONNX model ({e})") from None
+
+
 def save_atomic(model, path):
     """Write to PATH.tmp then rename, so a failed export leaves nothing behind."""
     import os
