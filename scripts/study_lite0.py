@@ -137,6 +137,11 @@ def checkout_commit():
     return commit
 
 
+def loadavg():
+    """The 1/5/15-minute load averages as a report prints them."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def write_doc(doc, text, name):
     """Writes a study's report to `doc` (relative to the repository) under a
     temporary name renamed into place, and prints it."""

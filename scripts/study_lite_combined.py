@@ -38,7 +38,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite studies)
     BATCH, PY, REPO, XFER, Study, cell, check_run, checkout_commit, commands_and_checks,
-    extract_lines, load_json, pct, read_summary, repo_relative, study_parser, write_doc)
+    extract_lines, load_json, loadavg, pct, read_summary, repo_relative, study_parser, write_doc)
 
 GOAL = 0.91
 EPOCHS = 30
@@ -87,10 +87,6 @@ def sweep_dir(runs, base, head, seed):
 
 def recipe_dir(runs, seed):
     return os.path.join(runs, "recipe", f"seed{seed}")
-
-
-def loadavg():
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def run_all(study, data, seeds, recipe_seeds):
@@ -250,7 +246,7 @@ def report(runs, meta, log):
 
 
 def base_label(tag):
-    return " + ".join(f"Lite{p[-1]}" for p in base_of(tag)[1]) if tag in {b[0] for b in BASES} else tag
+    return " + ".join(f"Lite{p[-1]}" for p in base_of(tag)[1])
 
 
 def main():

@@ -31,7 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_lite0 import (  # noqa: E402  (the shared machinery of the Lite studies)
     BATCH, PY, REPO, XFER, Study, cell, check_run, checkout_commit, commands_and_checks,
-    extract_lines, load_json, pct, read_summary, repo_relative, study_parser, write_doc)
+    extract_lines, load_json, loadavg, pct, read_summary, repo_relative, study_parser, write_doc)
 
 GOAL = 0.91
 MODEL = "models/efficientnet-lite1-imagenet.onnx"
@@ -55,10 +55,6 @@ ARMS = [
 
 def arm_dir(runs, arm, seed):
     return os.path.join(runs, arm, f"seed{seed}")
-
-
-def loadavg():
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def run_all(study, data, seeds):
