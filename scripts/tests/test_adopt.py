@@ -319,6 +319,41 @@ def find_ort():
     return None
 
 
+def write_images(data):
+    """A small DATA folder: train and validation, classes a and b, 3 PNGs each of
+    different sides."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for split in ("train", "validation"):
+        for c in ("a", "b"):
+            os.makedirs(os.path.join(data, split, c))
+            for i in range(3):
+                px = rng.integers(0, 256, (20 + 7 * i, 30 - 3 * i, 3), dtype=np.uint8)
+                Image.fromarray(px).save(os.path.join(data, split, c, f"{i}.png"))
+
+
+def extract_vectors(test, model, tmp, data, tag):
+    """{image path: vector} that `xfer extract` writes at 32 for `model` (saved as
+    TMP/TAG.onnx) on DATA's train and validation splits; `test` asserts it ran."""
+    import pyarrow.parquet as pq
+
+    path = os.path.join(tmp, f"{tag}.onnx")
+    onnx.save(model, path)
+    out = os.path.join(tmp, f"features-{tag}")
+    env = dict(os.environ, ORT_DYLIB_PATH=find_ort(), XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+    r = subprocess.run([find_xfer(), "extract", "--data", data, "--model", path,
+                        "--out", out, "--size", "32", "--device", "cpu", "--quiet"],
+                       capture_output=True, text=True, env=env)
+    test.assertEqual(r.returncode, 0, r.stderr)
+    vectors = {}
+    for split in ("train", "validation"):
+        t = pq.read_table(os.path.join(out, f"{split}.parquet"))
+        flat = t.column("features").combine_chunks().values.to_numpy(zero_copy_only=False)
+        vectors.update(zip(t.column("path").to_pylist(), flat.reshape(len(t), -1)))
+    return vectors
+
+
 @unittest.skipUnless(find_xfer() and find_ort(),
                      "no target/*/xfer or ONNX Runtime library (make test builds and fetches them)")
 class ThroughXferExtract(unittest.TestCase):
@@ -326,41 +361,16 @@ class ThroughXferExtract(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        from PIL import Image
-
         cls.tmp = tempfile.mkdtemp()
         cls.data = os.path.join(cls.tmp, "data")
-        rng = np.random.default_rng(7)
-        for split in ("train", "validation"):
-            for c in ("a", "b"):
-                os.makedirs(os.path.join(cls.data, split, c))
-                for i in range(3):
-                    px = rng.integers(0, 256, (20 + 7 * i, 30 - 3 * i, 3), dtype=np.uint8)
-                    Image.fromarray(px).save(os.path.join(cls.data, split, c, f"{i}.png"))
+        write_images(cls.data)
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def extract(self, model, tag):
-        path = os.path.join(self.tmp, f"{tag}.onnx")
-        onnx.save(model, path)
-        out = os.path.join(self.tmp, f"features-{tag}")
-        env = dict(os.environ, ORT_DYLIB_PATH=find_ort(),
-                   XDG_CACHE_HOME=os.path.join(self.tmp, "cache"))
-        r = subprocess.run([find_xfer(), "extract", "--data", self.data, "--model", path,
-                            "--out", out, "--size", "32", "--device", "cpu", "--quiet"],
-                           capture_output=True, text=True, env=env)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        import pyarrow.parquet as pq
-
-        vectors = {}
-        for split in ("train", "validation"):
-            t = pq.read_table(os.path.join(out, f"{split}.parquet"))
-            flat = t.column("features").combine_chunks().values.to_numpy(zero_copy_only=False)
-            for rel, v in zip(t.column("path").to_pylist(), flat.reshape(len(t), -1)):
-                vectors[rel] = v
-        return vectors
+        return extract_vectors(self, model, self.tmp, self.data, tag)
 
     def test_adopted_vectors_equal_the_base(self):
         m = Models()

@@ -7,8 +7,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -22,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import export_model  # noqa: E402
-from scripts.tests.test_adopt import find_ort, find_xfer  # noqa: E402
+from scripts.tests.test_adopt import find_ort, find_xfer, write_images, extract_vectors  # noqa: E402
 from xferexport import adopt, combine, tiny  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
@@ -184,34 +182,12 @@ class ThroughXferExtract(unittest.TestCase):
     """`xfer extract` with a combined base writes each part's own vectors, joined."""
 
     def test_combined_vectors_are_the_parts_vectors_joined(self):
-        from PIL import Image
-        import pyarrow.parquet as pq
-
         with tempfile.TemporaryDirectory() as tmp:
             data = os.path.join(tmp, "data")
-            rng = np.random.default_rng(11)
-            for split in ("train", "validation"):
-                for c in ("a", "b"):
-                    os.makedirs(os.path.join(data, split, c))
-                    for i in range(2):
-                        px = rng.integers(0, 256, (25 + 5 * i, 31 - 2 * i, 3), dtype=np.uint8)
-                        Image.fromarray(px).save(os.path.join(data, split, c, f"{i}.png"))
-            env = dict(os.environ, ORT_DYLIB_PATH=find_ort(), XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+            write_images(data)
 
             def vectors(model, tag):
-                path = os.path.join(tmp, f"{tag}.onnx")
-                onnx.save(model, path)
-                out = os.path.join(tmp, f"features-{tag}")
-                r = subprocess.run([find_xfer(), "extract", "--data", data, "--model", path, "--out", out,
-                                    "--size", "32", "--device", "cpu", "--quiet"],
-                                   capture_output=True, text=True, env=env)
-                self.assertEqual(r.returncode, 0, r.stderr)
-                got = {}
-                for split in ("train", "validation"):
-                    t = pq.read_table(os.path.join(out, f"{split}.parquet"))
-                    flat = t.column("features").combine_chunks().values.to_numpy(zero_copy_only=False)
-                    got.update(zip(t.column("path").to_pylist(), flat.reshape(len(t), -1)))
-                return got
+                return extract_vectors(self, model, tmp, data, tag)
 
             modes = ["tf", "torch", "lite", "raw"]
             bases = [tiny.build(dim=6 - i, seed=i, preprocess=m) for i, m in enumerate(modes)]

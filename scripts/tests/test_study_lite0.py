@@ -41,6 +41,14 @@ def write_run(folder, best, seed, size, baseline=None):
         write_json(os.path.join(folder, "baseline.json"), {"val_accuracy": baseline})
 
 
+def write_summary(sweep, rows):
+    """The summary.csv `xfer train` writes in a sweep's folder, one row per run."""
+    with open(os.path.join(sweep, "summary.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def write_study(runs):
     for tag, _, _, _, size in study.BASES:
         for i, seed in enumerate(SEEDS):
@@ -52,10 +60,7 @@ def write_study(runs):
                 write_run(os.path.join(sweep, f"lr{lr}"), best, seed, size)
                 rows.append({"name": f"lr{lr}", "lr": lr, "status": "finished",
                              "best_epoch": "2", "best_val_accuracy": str(best)})
-            with open(os.path.join(sweep, "summary.csv"), "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+            write_summary(sweep, rows)
             if tag.startswith("efficientnet"):
                 write_run(study.inner_dir(runs, tag, "0.001", seed), 0.95, seed, size,
                           baseline=0.85)

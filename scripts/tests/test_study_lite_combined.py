@@ -6,7 +6,6 @@ the verdict on the 91% goal are known; then files are made to disagree (a missin
 sweep, a wrong seed, a recipe run that differs from the grid's same run) and the report
 must name them.
 """
-import csv
 import os
 import sys
 import tempfile
@@ -17,7 +16,7 @@ sys.path.insert(0, SCRIPTS)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import study_lite_combined as study  # noqa: E402
-from test_study_lite0 import write_run  # noqa: E402
+from test_study_lite0 import write_run, write_summary  # noqa: E402
 
 SEEDS = [1, 2]
 RECIPE_SEEDS = [1, 2, 3, 4]
@@ -39,10 +38,7 @@ def write_study(runs, recipe_acc):
                     write_run(os.path.join(sweep, name), best, seed, size)
                     rows.append({"name": name, "lr": lr, "status": "finished", "best_epoch": "2",
                                  "best_val_accuracy": str(best)})
-                with open(os.path.join(sweep, "summary.csv"), "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    w.writeheader()
-                    w.writerows(rows)
+                write_summary(sweep, rows)
     for seed in RECIPE_SEEDS:
         write_run(study.recipe_dir(runs, seed), recipe_acc, seed, 299)
 

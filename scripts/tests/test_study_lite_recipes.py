@@ -4,7 +4,6 @@ The run folders are those `xfer train` writes for each arm's sweep, with accurac
 chosen by hand, so the best configuration, its mean and the verdict on the 91% goal
 are known; then one file is made to disagree and the report must name it.
 """
-import csv
 import os
 import sys
 import tempfile
@@ -15,7 +14,7 @@ sys.path.insert(0, SCRIPTS)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import study_lite_recipes as study  # noqa: E402
-from test_study_lite0 import write_run  # noqa: E402
+from test_study_lite0 import write_run, write_summary  # noqa: E402
 
 SEEDS = [1, 2]
 META = {"date": "2026-01-01", "commit": "abc1234", "data": "../data", "seeds": SEEDS,
@@ -34,10 +33,7 @@ def write_study(runs, top):
                 write_run(os.path.join(sweep, name), best, seed, study.SIZE)
                 rows.append({"name": name, "status": "finished", "best_epoch": "2",
                              "best_val_accuracy": str(best)})
-            with open(os.path.join(sweep, "summary.csv"), "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+            write_summary(sweep, rows)
 
 
 class Report(unittest.TestCase):
